@@ -1,0 +1,85 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := book
+
+# ---- settings (override on the command line: make book PROFILE=full DATA_DIR=/data)
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+DATA_DIR ?= $(HOME)/.cache/dl-repro-book/data
+SHARED_DATA ?= ../shared/datasets
+export DATA_DIR
+
+CHAPTERS := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
+LIB := $(wildcard lib/repro/*.py) pyproject.toml
+EXECUTED := $(CHAPTERS:%=book/chapters/%.ipynb)
+GOLDENS := $(CHAPTERS:%=tests/golden/%.ipynb)
+PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
+
+.PHONY: book env data chapters site test unit nbval golden scoreboard check-site bench clean help
+
+help:
+	@echo "make book     - environment, data, every chapter at PROFILE=$(PROFILE), then the site (_build/html)"
+	@echo "make test     - environment, data, unit tests and nbval on the smoke-profile goldens"
+	@echo "make golden   - regenerate tests/golden/*.ipynb (papermill, profile smoke)"
+	@echo "make bench    - speed benchmark (bench/results.json)"
+
+# ---- environment: created once, refreshed when the pins change
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+env: $(VENV)/.installed
+
+# ---- data: the offline copy beside the checkout when there is one, else torchvision downloads
+data: env
+	@if $(PY) -m repro.data check "$(DATA_DIR)" >/dev/null 2>&1; then \
+	  echo "data: found in $(DATA_DIR)"; \
+	elif [ -f "$(SHARED_DATA)/prepare.py" ]; then \
+	  $(PY) "$(SHARED_DATA)/prepare.py" "$(DATA_DIR)"; \
+	else \
+	  $(PY) -m repro.data download "$(DATA_DIR)"; \
+	fi
+
+# ---- chapters: papermill executes each notebook; re-run when its source, lib/ or the profile changes
+build/profile-$(PROFILE):
+	mkdir -p build && rm -f build/profile-* && touch $@
+
+book/chapters/%.ipynb: notebooks/%.ipynb $(LIB) build/profile-$(PROFILE) | env data
+	$(PY) -m repro.run $* -p profile $(PROFILE)
+
+chapters: $(EXECUTED)
+
+scoreboard: env
+	$(PY) -m repro.scoreboard --profile $(PROFILE)
+
+site: chapters scoreboard
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+
+book: env data site
+	@echo "The book is in _build/html/index.html"
+
+# ---- tests
+unit: env data
+	$(PY) -m pytest tests -q
+
+test: env data
+	$(PY) -m pytest tests $(PYTEST_NBVAL) -q
+
+golden: env data
+	for c in $(CHAPTERS); do \
+	  $(PY) -m repro.run $$c -p profile smoke -p cache False -o tests/golden/$$c.ipynb; \
+	done
+
+check-site: env
+	$(PY) -m repro.sitecheck _build/html
+
+bench: env data
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf _build book/chapters build results/smoke results/quick

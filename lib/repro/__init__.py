@@ -1,0 +1,23 @@
+"""repro: the shared library of the deep-learning reproduction book.
+
+One data path (:mod:`repro.data`), one training engine (:mod:`repro.engine`, with model
+families from :mod:`repro.models` and :mod:`repro.optim`), one gradient check
+(:mod:`repro.gradcheck`), one reporting path (:mod:`repro.report`), a result cache
+(:mod:`repro.cache`) and parameter handling (:mod:`repro.config`).
+"""
+from . import cache, config, data, engine, gradcheck, models, optim, report
+from .config import ParameterError, Settings, resolve
+from .data import Dataset, MissingDataError, Split, load_cifar10, load_mnist
+from .engine import clipped_cross_entropy, cross_entropy, evaluate, fit
+from .models import MLPFamily, count_parameters, mlp, mlp_parameter_count
+from .optim import FamilySGD
+from .report import Row, compare, comparison_table, write_summary
+
+__all__ = [
+    "cache", "config", "data", "engine", "gradcheck", "models", "optim", "report",
+    "ParameterError", "Settings", "resolve",
+    "Dataset", "MissingDataError", "Split", "load_cifar10", "load_mnist",
+    "clipped_cross_entropy", "cross_entropy", "evaluate", "fit",
+    "MLPFamily", "count_parameters", "mlp", "mlp_parameter_count",
+    "FamilySGD", "Row", "compare", "comparison_table", "write_summary",
+]

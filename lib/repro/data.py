@@ -1,0 +1,283 @@
+"""Data sets as whole tensors on the device, split the way each report split them.
+
+Used by every chapter: MNIST (ift6135-2020, ift6135-2019, sharif-hw2, purdue-hw3),
+Fashion-MNIST (any MNIST chapter, by parameter), CIFAR-10 (dd2424-a3).
+
+The library reads one folder (``DATA_DIR``, see :func:`repro.config.default_data_dir`) in
+the standard layouts (``MNIST/raw``, ``cifar-10-batches-py``). It never downloads by itself:
+a missing data set raises :class:`MissingDataError` naming the folder and the command that
+fills it (``make data``, or ``python -m repro.data download`` with internet access).
+"""
+from __future__ import annotations
+
+import gzip
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ParameterError, check_choice, default_data_dir
+
+MNIST_SPLITS = ("50k/10k/10k", "55k/5k/10k", "60k/10k")
+SCALINGS = ("unit", "symmetric", "standard", "raw")
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+DATASETS = ("mnist", "fashion-mnist")
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+_RANDOM_SPLIT = re.compile(r"^random-(\d+)$")  # seeded hold-out of N training images as validation
+
+
+class MissingDataError(FileNotFoundError):
+    """A data set is not in the data folder; the message says how to provide it."""
+
+
+def _missing(what: str, folder: Path, extra: str = "") -> MissingDataError:
+    return MissingDataError(
+        f"{what} not found in {folder}. Fill the data folder with `make data` "
+        f"(or `DATA_DIR={folder.parent if folder.name else folder} make data`); with internet access, "
+        f"`python -m repro.data download {folder.parent}` fetches the official files.{extra}")
+
+
+@dataclass
+class Split:
+    """One split: inputs ``x`` (N, ...) and integer labels ``y`` (N,), on one device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def head(self, n: int) -> "Split":
+        return Split(self.x[:n], self.y[:n])
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    valid: Split | None
+    test: Split
+    classes: tuple
+
+    def splits(self) -> dict[str, Split]:
+        out = {"train": self.train, "valid": self.valid, "test": self.test}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.splits().items()}
+
+
+# ----------------------------------------------------------------------------- IDX files
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(folders: list[Path], stem: str) -> Path | None:
+    for folder in folders:
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def mnist_folders(dataset: str, data_dir: Path) -> list[Path]:
+    if dataset == "mnist":
+        return [data_dir / "MNIST" / "raw"]
+    return [data_dir / "FashionMNIST" / "raw", FASHION_SYSTEM_DIR]
+
+
+def read_mnist_arrays(dataset: str = "mnist", data_dir: Path | None = None):
+    """Return uint8 arrays (train_x, train_y, test_x, test_y) in the original file order."""
+    check_choice("dataset", dataset, DATASETS)
+    data_dir = Path(data_dir or default_data_dir())
+    folders = mnist_folders(dataset, data_dir)
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    paths = [_find_idx(folders, s) for s in stems]
+    if any(p is None for p in paths):
+        if dataset == "fashion-mnist":
+            raise MissingDataError(
+                f"Fashion-MNIST not found in {folders[0]} or {folders[1]}. Install it with "
+                "`apt-get install dataset-fashion-mnist` (offline Debian package), or with internet access "
+                f"run `python -m repro.data download {data_dir} --dataset fashion-mnist`.")
+        raise _missing("MNIST (the four IDX files)", folders[0].parent, "")
+    return tuple(_read_idx(p) for p in paths)
+
+
+def scale_pixels(x: torch.Tensor, scaling: str) -> torch.Tensor:
+    """uint8 pixels -> float32 with the report's scaling (an argument, not a copy of the loader)."""
+    check_choice("scaling", scaling, SCALINGS)
+    x = x.float()
+    if scaling == "raw":
+        return x
+    x = x / 255.0
+    if scaling == "symmetric":
+        return x * 2 - 1  # Normalize(0.5, 0.5): [-1, 1]
+    if scaling == "standard":
+        return (x - MNIST_MEAN) / MNIST_STD
+    return x
+
+
+def check_split(split: str) -> str:
+    if split in MNIST_SPLITS or _RANDOM_SPLIT.match(split):
+        return split
+    raise ParameterError(f"parameter 'split' must be one of {', '.join(MNIST_SPLITS)} or random-N "
+                         f"(a seeded hold-out of N training images); got {split!r}")
+
+
+def load_mnist(split: str = "50k/10k/10k", *, scaling: str = "unit", flatten: bool = True,
+               dataset: str = "mnist", data_dir: Path | str | None = None, device="cpu",
+               limit: dict | None = None, split_seed: int = 0) -> Dataset:
+    """MNIST (or Fashion-MNIST) split as a report split it, whole splits as device tensors.
+
+    split: ``50k/10k/10k`` (mnist.pkl: train = first 50,000, valid = last 10,000 of the 60k),
+    ``55k/5k/10k`` (TensorFlow tutorial: valid = first 5,000), ``60k/10k`` (no validation),
+    ``random-N`` (valid = N training images drawn with ``split_seed``, the rest train).
+    limit: optional {split: n} keeping the first n images of a split (smoke/quick profiles).
+    """
+    check_split(split)
+    check_choice("scaling", scaling, SCALINGS)
+    tx, ty, sx, sy = read_mnist_arrays(dataset, Path(data_dir) if data_dir else None)
+    tx, ty = torch.from_numpy(tx.copy()), torch.from_numpy(ty.astype(np.int64))
+    sx, sy = torch.from_numpy(sx.copy()), torch.from_numpy(sy.astype(np.int64))
+    if split == "50k/10k/10k":
+        train_idx, valid_idx = torch.arange(50_000), torch.arange(50_000, 60_000)
+    elif split == "55k/5k/10k":
+        train_idx, valid_idx = torch.arange(5_000, 60_000), torch.arange(5_000)
+    elif split == "60k/10k":
+        train_idx, valid_idx = torch.arange(60_000), None
+    else:
+        n_valid = int(_RANDOM_SPLIT.match(split).group(1))
+        if not 0 < n_valid < len(ty):
+            raise ParameterError(f"split {split!r}: the hold-out must be between 1 and {len(ty) - 1}")
+        perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(split_seed))
+        train_idx, valid_idx = perm[n_valid:], perm[:n_valid]
+
+    def make(x, y, idx, name):
+        if idx is not None:
+            x, y = x[idx], y[idx]
+        n = (limit or {}).get(name)
+        if n is not None:
+            x, y = x[:n], y[:n]
+        x = scale_pixels(x, scaling)
+        x = x.reshape(len(x), -1) if flatten else x.unsqueeze(1)
+        return Split(x.to(device), y.to(device))
+
+    valid = make(tx, ty, valid_idx, "valid") if valid_idx is not None else None
+    classes = tuple(range(10))
+    return Dataset(dataset, make(tx, ty, train_idx, "train"), valid, make(sx, sy, None, "test"), classes)
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def read_cifar_batch(name: str, data_dir: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One official CIFAR-10 pickle (``data_batch_1`` ... ``test_batch``): uint8 (N, 3072), labels (N,).
+
+    The pickles are read directly: torchvision's CIFAR10 class checks MD5s and refuses
+    re-encoded copies such as the offline one.
+    """
+    folder = Path(data_dir or default_data_dir()) / "cifar-10-batches-py"
+    path = folder / name
+    if not path.is_file():
+        raise _missing(f"CIFAR-10 pickle {name!r}", folder, "")
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")
+    return np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], dtype=np.int64)
+
+
+def load_cifar10(train_batches=("data_batch_1",), valid_batches=("data_batch_2",), test_batch="test_batch", *,
+                 valid_last: int | None = None, data_dir=None, device="cpu", limit: dict | None = None,
+                 center: bool = True, flatten: bool = True) -> Dataset:
+    """CIFAR-10 from the pickles, pixels /255, minus the training set's per-dimension mean.
+
+    ``valid_last=N`` takes the last N images of ``train_batches`` as validation instead of
+    ``valid_batches`` (e.g. all five batches with the last 1,000 held out).
+    """
+    def stack(names):
+        parts = [read_cifar_batch(n, data_dir) for n in names]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    tx, ty = stack(train_batches)
+    if valid_last:
+        vx, vy, tx, ty = tx[-valid_last:], ty[-valid_last:], tx[:-valid_last], ty[:-valid_last]
+    else:
+        vx, vy = stack(valid_batches) if valid_batches else (None, None)
+    sx, sy = read_cifar_batch(test_batch, data_dir)
+    lim = limit or {}
+
+    def cut(x, y, name):
+        n = lim.get(name)
+        return (x[:n], y[:n]) if n is not None else (x, y)
+
+    (tx, ty), (sx, sy) = cut(tx, ty, "train"), cut(sx, sy, "test")
+    if vx is not None:
+        vx, vy = cut(vx, vy, "valid")
+    mean = (tx.astype(np.float64) / 255).mean(axis=0) if center else 0.0
+
+    def make(x, y):
+        x = torch.from_numpy(x.astype(np.float64) / 255 - mean).float()
+        x = x if flatten else x.reshape(-1, 3, 32, 32)
+        return Split(x.to(device), torch.from_numpy(y).to(device))
+
+    valid = make(vx, vy) if vx is not None else None
+    return Dataset("cifar10", make(tx, ty), valid, make(sx, sy), CIFAR_CLASSES)
+
+
+# ----------------------------------------------------------------------------- download
+def download(data_dir: Path, dataset: str = "mnist") -> None:
+    """Fetch the official files with torchvision (needs internet; never called implicitly)."""
+    import socket
+
+    import torchvision
+
+    socket.setdefaulttimeout(30)  # a blocked network fails in seconds, not hours
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if dataset == "mnist":
+        torchvision.datasets.MNIST(data_dir, train=True, download=True)
+    elif dataset == "fashion-mnist":
+        torchvision.datasets.FashionMNIST(data_dir, train=True, download=True)
+    elif dataset == "cifar10":
+        torchvision.datasets.CIFAR10(data_dir, train=True, download=True)
+    else:
+        raise ParameterError(f"cannot download {dataset!r}; known: mnist, fashion-mnist, cifar10")
+
+
+def _main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m repro.data", description="Data folder tools")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("download", help="download official files with torchvision (internet needed)")
+    d.add_argument("data_dir", type=Path)
+    d.add_argument("--dataset", default="all", choices=("all", "mnist", "fashion-mnist", "cifar10"))
+    c = sub.add_parser("check", help="say which data sets the folder holds")
+    c.add_argument("data_dir", type=Path, nargs="?", default=None)
+    a = p.parse_args(argv)
+    if a.cmd == "download":
+        for name in (("mnist", "cifar10") if a.dataset == "all" else (a.dataset,)):
+            download(a.data_dir.expanduser(), name)
+        return 0
+    folder = (a.data_dir or default_data_dir()).expanduser()
+    ok = True
+    for label, fn in (("MNIST", lambda: read_mnist_arrays("mnist", folder)),
+                      ("CIFAR-10", lambda: read_cifar_batch("test_batch", folder))):
+        try:
+            fn()
+            print(f"{label}: ok ({folder})")
+        except MissingDataError as e:
+            ok = False
+            print(f"{label}: missing - {e}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

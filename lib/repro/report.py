@@ -1,0 +1,197 @@
+"""Reported-vs-reproduced rows, verdicts, tables, figures and the chapter summary JSON.
+
+Every chapter builds its comparison through :func:`compare` and writes
+``<results_dir>/<chapter>.json`` with :func:`write_summary`; the book's scoreboard reads
+those files.
+
+Verdicts: ``match`` (|ours - reported| within the tolerance), ``close`` (within 3x),
+``differs`` (beyond), ``not run`` (the profile skipped it), ``not comparable`` (the run
+used other data than the report, e.g. Fashion-MNIST). Tolerance kinds: ``abs`` (same units
+as the number), ``rel`` (a fraction of the reported value), ``log10`` (decades, for
+quantities that span orders of magnitude such as finite-difference errors).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+
+VERDICTS = ("match", "close", "differs", "not run", "not comparable")
+TOLERANCE_KINDS = ("abs", "rel", "log10")
+CLOSE_FACTOR = 3
+
+
+@dataclass
+class Row:
+    experiment: str
+    quantity: str
+    reported: float
+    reproduced: float | None
+    tolerance: float
+    verdict: str
+    tolerance_kind: str = "abs"
+    section: str = ""
+    note: str = ""
+
+
+def distance(reported: float, reproduced: float, kind: str) -> float:
+    if kind == "abs":
+        return abs(reproduced - reported)
+    if kind == "rel":
+        return abs(reproduced - reported) / abs(reported) if reported else (0.0 if reproduced == 0 else math.inf)
+    if kind == "log10":
+        if reported == 0 or reproduced == 0:
+            return 0.0 if reported == reproduced else math.inf
+        return abs(math.log10(abs(reproduced)) - math.log10(abs(reported)))
+    raise ValueError(f"unknown tolerance kind {kind!r}; known: {TOLERANCE_KINDS}")
+
+
+def verdict(reported: float, reproduced: float | None, tolerance: float, kind: str = "abs",
+            comparable: bool = True) -> str:
+    if reproduced is None or (isinstance(reproduced, float) and math.isnan(reproduced)):
+        return "not run"
+    if not comparable:
+        return "not comparable"
+    d = distance(reported, reproduced, kind)
+    if d <= tolerance:
+        return "match"
+    if d <= CLOSE_FACTOR * tolerance:
+        return "close"
+    return "differs"
+
+
+def compare(experiment: str, quantity: str, reported: float, reproduced: float | None, tolerance: float,
+            kind: str = "abs", section: str = "", note: str = "", comparable: bool = True) -> Row:
+    reproduced = None if reproduced is None else float(reproduced)
+    return Row(experiment, quantity, float(reported), reproduced, float(tolerance),
+               verdict(reported, reproduced, tolerance, kind, comparable), kind, section, note)
+
+
+def rows_frame(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(r) for r in rows])
+
+
+def comparison_table(rows: list[Row], digits: int = 4, index: str = "quantity") -> pd.DataFrame:
+    """The page's reported | ours | tolerance | verdict table, rounded for reading."""
+    df = rows_frame(rows)
+    tol = df.apply(lambda r: f"±{r.tolerance:g}" + {"abs": "", "rel": " (rel.)", "log10": " decades"}[r.tolerance_kind],
+                   axis=1)
+    out = pd.DataFrame({index: df[index], "reported": df["reported"], "ours": df["reproduced"],
+                        "tolerance": tol, "verdict": df["verdict"]})
+    return out.set_index(index).round({"reported": digits, "ours": digits})
+
+
+def verdict_counts(rows: list[Row]) -> dict[str, int]:
+    counts = {v: 0 for v in VERDICTS}
+    for r in rows:
+        counts[r.verdict] += 1
+    return counts
+
+
+# ------------------------------------------------------------------------- reference numbers
+def reference_dir(chapter: str) -> Path:
+    """``reference/<chapter>`` of the project: the report's numbers and the authors' files."""
+    from .config import PROJECT_ROOT
+    return PROJECT_ROOT / "reference" / chapter
+
+
+def load_reference(chapter: str) -> dict:
+    """The numbers the report printed (``reported.json``, transcribed as printed)."""
+    return json.loads((reference_dir(chapter) / "reported.json").read_text())
+
+
+def load_reference_csv(chapter: str, name: str, **kw) -> pd.DataFrame:
+    """One of the authors' own published result files."""
+    return pd.read_csv(reference_dir(chapter) / name, **kw)
+
+
+# ------------------------------------------------------------------------- provenance
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance(settings, started: float) -> dict:
+    return {
+        "git_commit": _git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_seconds": round(time.time() - started, 1),
+        "device": str(settings.device),
+        "device_name": torch.cuda.get_device_name() if settings.device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "host": platform.node(),
+    }
+
+
+def write_summary(settings, rows: list[Row], started: float, extra: dict | None = None) -> Path:
+    """Write ``<results_dir>/<chapter>.json`` atomically and return its path."""
+    summary = {
+        "chapter": settings.chapter,
+        "profile": settings.profile,
+        "parameters": settings.parameters,
+        "provenance": provenance(settings, started),
+        "verdicts": verdict_counts(rows),
+        "rows": [asdict(r) for r in rows],
+    }
+    if extra:
+        summary.update(extra)
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.results_dir / f"{settings.chapter}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=1, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def read_summary(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# ------------------------------------------------------------------------- figures
+def setup_style() -> None:
+    sns.set_theme(context="notebook", style="whitegrid")
+    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.figsize": (7, 4)})
+
+
+def curves(data: pd.DataFrame, *, x: str = "epoch", y: str = "loss", hue: str | None = None,
+           style: str | None = None, col: str | None = None, title: str = "", xlabel: str = "epoch",
+           ylabel: str = "loss", logy: bool = False, height: float = 3.4):
+    """Line plot(s) of a tidy history; ``col`` makes one panel per value."""
+    g = sns.relplot(data=data, x=x, y=y, hue=hue, style=style, col=col, kind="line", marker="o",
+                    markersize=4, height=height, aspect=1.25, facet_kws={"sharey": False})
+    g.set_axis_labels(xlabel, ylabel)
+    if logy:
+        g.set(yscale="log")
+    if title:
+        g.figure.suptitle(title, y=1.03)
+    return g
+
+
+def overlay(ours: pd.DataFrame, theirs: pd.DataFrame | None, **kw):
+    """Our curves (solid) beside the authors' published ones (dashed), same axes."""
+    parts = [ours.assign(source="ours")]
+    if theirs is not None:
+        parts.append(theirs.assign(source="authors' file"))
+    data = pd.concat(parts, ignore_index=True)
+    kw.setdefault("style", "source")
+    return curves(data, **kw)

@@ -1,0 +1,75 @@
+"""Execute one chapter notebook with papermill, refusing bad parameter names and types first.
+
+    python -m repro.run ift6135-2020 -p profile quick -p seed 3 [-o out.ipynb]
+
+papermill itself only warns about unknown parameters; this wrapper compares every ``-p``
+name with the notebook's parameters cell (``papermill.inspect_notebook``) and each value's
+type with its default, and stops with one clear message before anything runs or is written.
+The executed notebook goes to ``book/chapters/<chapter>.ipynb`` unless ``-o`` says otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+NOTEBOOKS = Path("notebooks")
+OUTPUT = Path("book/chapters")
+
+
+def parse_value(text: str):
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def check_parameters(notebook: Path, given: dict) -> dict:
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    errors = []
+    for name, value in given.items():
+        if name not in declared:
+            errors.append(f"unknown parameter {name!r} (known: {', '.join(declared)})")
+            continue
+        default = parse_value(declared[name]["default"])
+        if default is None or value is None:
+            continue  # None means "the profile's value"; the notebook checks the type
+        ok = isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            errors.append(f"parameter {name!r} must be {type(default).__name__} like its default "
+                          f"{default!r}, got {value!r}")
+    if errors:
+        raise SystemExit(f"{notebook}: " + "; ".join(errors))
+    return given
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m repro.run", description=__doc__.splitlines()[0])
+    p.add_argument("chapter", help="notebook stem, e.g. ift6135-2020")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    p.add_argument("-o", "--output", type=Path, default=None)
+    p.add_argument("--timeout", type=int, default=7200, help="seconds per cell")
+    a = p.parse_args(argv)
+    notebook = NOTEBOOKS / f"{a.chapter}.ipynb"
+    if not notebook.is_file():
+        known = ", ".join(sorted(n.stem for n in NOTEBOOKS.glob("*.ipynb")))
+        raise SystemExit(f"no notebook {notebook} (chapters: {known})")
+    params = check_parameters(notebook, {k: parse_value(v) for k, v in a.parameter})
+    output = a.output or OUTPUT / f"{a.chapter}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    import papermill
+
+    papermill.execute_notebook(str(notebook), str(output), parameters=params, cwd=".",
+                               execution_timeout=a.timeout, progress_bar=False, kernel_name="python3")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

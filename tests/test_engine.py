@@ -1,0 +1,116 @@
+import pandas as pd
+import pytest
+import torch
+
+import repro
+from repro import engine, models, optim, sweep
+
+
+def toy_problem(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 20, generator=g)
+    w = torch.randn(20, 3, generator=g)
+    return repro.Split(x, (x @ w).argmax(1))
+
+
+def test_engine_learns_a_separable_problem_and_returns_a_tidy_history():
+    torch.manual_seed(0)
+    data = toy_problem()
+    net = models.mlp((20, 32, 3)).initialize("glorot", 0)
+    opt = optim.FamilySGD(net.parameters(), 1, lr=0.5)
+    h = repro.fit(net, data, opt, epochs=20, batch_size=64, evaluate_on={"train": data}, eval_at_start=True)
+    assert list(h.columns) == ["member", "epoch", "step", "split", "loss", "accuracy", "seconds"]
+    start, end = h.iloc[0], h.iloc[-1]
+    assert start["loss"] > 0.9 and end["loss"] < 0.15 and end["accuracy"] > 0.97
+    assert end["step"] == 20 * 8 and end["epoch"] == 20
+
+
+def test_plain_module_and_torch_optimizer_work_too():
+    data = toy_problem()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    h = repro.fit(net, data, opt, steps=100, batch_size=64, eval_every=50, evaluate_on={"train": data},
+                  record_running_loss=True)
+    assert set(h["split"]) == {"train", "train (running)"}
+    assert h.query("split == 'train'")["accuracy"].iloc[-1] > 0.9
+
+
+def test_batched_family_equals_members_trained_one_by_one():
+    data = toy_problem()
+    configs = [dict(dims=(20, 16, 8, 3), lr=lr, activation=act, init=init, seed=s, momentum=mu, weight_decay=wd, label=str(i))
+               for i, (lr, act, init, s, mu, wd) in enumerate([(0.1, "relu", "glorot", 1, 0.0, 0.0),
+                                                              (0.05, "tanh", "normal", 2, 0.9, 1e-3),
+                                                              (0.2, "sigmoid", "glorot", 3, 0.5, 0.0)])]
+    kw = dict(epochs=3, batch_size=32, shuffle=True, order_seed=7, dtype=torch.float64)
+    together = sweep.train_family(configs, data, {"train": data}, **kw)
+    for i, c in enumerate(configs):
+        alone = sweep.train_family([c], data, {"train": data}, **kw)
+        ours = together[together["member"] == i]
+        assert ours["loss"].to_numpy() == pytest.approx(alone["loss"].to_numpy(), rel=1e-9, abs=1e-12)
+
+
+def test_family_matches_torch_sgd_on_an_nn_module():
+    data = toy_problem()
+    fam = models.mlp((20, 16, 3), dtype=torch.float64).initialize("glorot", 5)
+    seq = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).double()
+    with torch.no_grad():
+        for lin, w, b in zip((seq[0], seq[2]), fam.weights, fam.biases):
+            lin.weight.copy_(w[0].T)
+            lin.bias.copy_(b[0, 0])
+    x = repro.Split(data.x.double(), data.y)
+    kw = dict(epochs=2, batch_size=50, shuffle=True, order_seed=3, evaluate_on={"train": x})
+    h1 = repro.fit(fam, x, optim.FamilySGD(fam.parameters(), 1, lr=0.1, momentum=0.9, weight_decay=1e-3), **kw)
+    h2 = repro.fit(seq, x, torch.optim.SGD(seq.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3), **kw)
+    assert h1["loss"].to_numpy() == pytest.approx(h2["loss"].to_numpy(), rel=1e-10)
+
+
+def test_numpy_initialization_reproduces_numpy_stream():
+    import numpy as np
+    net = models.mlp((5, 4, 3), dtype=torch.float64).initialize("glorot", 250, rng="numpy")
+    np.random.seed(250)
+    w1 = np.random.uniform(-np.sqrt(6 / 9), np.sqrt(6 / 9), size=(5, 4))
+    w2 = np.random.uniform(-np.sqrt(6 / 7), np.sqrt(6 / 7), size=(4, 3))
+    assert np.array_equal(net.weights[0][0].detach().numpy(), w1) and np.array_equal(net.weights[1][0].detach().numpy(), w2)
+
+
+def test_early_stopping_freezes_members_and_restores_their_best_weights():
+    data = toy_problem(256)
+    noisy = repro.Split(data.x, torch.randint(0, 3, (256,), generator=torch.Generator().manual_seed(1)))
+    fam = models.MLPFamily((20, 64, 3), "relu", n_members=2).initialize("glorot", [0, 1])
+    opt = optim.FamilySGD(fam.parameters(), 2, lr=[0.5, 0.0])  # member 1 never improves
+    h = repro.fit(fam, noisy, opt, epochs=200, batch_size=32, evaluate_on={"valid": data},
+                  early_stopping={"split": "valid", "patience": 3})
+    stopped = h.attrs["stopped_at_step"]
+    assert stopped[1] is not None and stopped[1] <= 4 * 8
+    assert h["step"].max() < 200 * 8
+    best = repro.evaluate(fam, data)
+    valid = h[h["split"] == "valid"]
+    assert best.loc[0, "loss"] == pytest.approx(valid[valid["member"] == 0]["loss"].min(), rel=1e-5)
+
+
+def test_fit_refuses_bad_lengths():
+    data = toy_problem(64)
+    net = models.mlp((20, 3))
+    opt = optim.FamilySGD(net.parameters(), 1, lr=0.1)
+    with pytest.raises(ValueError, match="> 0"):
+        repro.fit(net, data, opt, epochs=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        repro.fit(net, data, opt, epochs=1, steps=1)
+
+
+def test_sweep_groups_by_shape_and_labels_configs():
+    data = toy_problem(128)
+    configs = [dict(dims=(20, h, 3), lr=lr, label=f"{h}-{lr}") for h in (4, 8) for lr in (0.1, 0.2)]
+    assert sweep.group_configs(configs) == [[0, 1], [2, 3]]
+    h = sweep.train_mlp_sweep(configs, data, {"train": data}, epochs=1, batch_size=64)
+    assert sorted(h["config"].unique()) == ["4-0.1", "4-0.2", "8-0.1", "8-0.2"]
+    assert isinstance(h, pd.DataFrame) and set(h["lr"]) == {0.1, 0.2}
+
+
+def test_clipped_loss_only_changes_extreme_probabilities():
+    logits = torch.tensor([[0.0, 0.0], [100.0, -100.0]])
+    y = torch.tensor([0, 1])
+    clipped = engine.clipped_cross_entropy(1e-6)(logits, y)
+    assert clipped[0].item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert clipped[1].item() == pytest.approx(-torch.log(torch.tensor(1e-6, dtype=torch.float64)).item())

@@ -1,0 +1,104 @@
+import json
+import math
+import warnings
+
+import pytest
+import torch
+
+from repro import cache, config, report, scoreboard
+
+
+@pytest.mark.parametrize("reported, ours, tol, kind, expected", [
+    (1.0, 1.05, 0.1, "abs", "match"), (1.0, 1.25, 0.1, "abs", "close"), (1.0, 1.31, 0.1, "abs", "differs"),
+    (2.0, 2.019, 0.01, "rel", "match"), (2.0, 2.05, 0.01, "rel", "close"),
+    (1e-11, 5e-11, 1.0, "log10", "match"), (1e-11, 1e-13, 1.0, "log10", "close"), (0.0, 0.0, 1.0, "log10", "match"),
+    (0.0, 1e-12, 1.0, "log10", "differs"), (0.9, None, 0.1, "abs", "not run"),
+])
+def test_verdict_rules(reported, ours, tol, kind, expected):
+    assert report.verdict(reported, ours, tol, kind) == expected
+
+
+def test_other_data_is_not_comparable_and_unknown_kind_is_refused():
+    assert report.verdict(1.0, 1.0, 0.1, comparable=False) == "not comparable"
+    with pytest.raises(ValueError):
+        report.distance(1.0, 1.0, "percent")
+
+
+def settings_for(tmp_path, chapter="toy"):
+    return config.resolve(chapter, "smoke", {"smoke": {}}, results_dir=str(tmp_path / "results"),
+                          cache_dir=str(tmp_path / "cache"))
+
+
+def test_summary_json_has_provenance_and_one_row_per_number(tmp_path):
+    s = settings_for(tmp_path)
+    rows = [report.compare("T1", "a", 1.0, 1.0, 0.1), report.compare("T1", "b", 2.0, None, 0.1)]
+    path = report.write_summary(s, rows, started=0.0)
+    data = json.loads(path.read_text())
+    assert path.name == "toy.json" and data["chapter"] == "toy" and data["profile"] == "smoke"
+    assert {"git_commit", "started", "wall_seconds", "device", "torch", "threads"} <= set(data["provenance"])
+    assert [r["verdict"] for r in data["rows"]] == ["match", "not run"]
+    assert set(data["rows"][0]) >= {"experiment", "quantity", "reported", "reproduced", "tolerance", "verdict"}
+
+
+def test_scoreboard_counts_verdicts_and_shows_missing_chapters(tmp_path):
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text("- file: book/chapters/alpha\n- file: book/chapters/beta\n")
+    rows = [{"experiment": "T", "quantity": q, "reported": 1.0, "reproduced": r, "tolerance": 0.1,
+             "tolerance_kind": "abs", "verdict": v, "section": "s"}
+            for q, r, v in (("a", 1.0, "match"), ("b", 1.2, "close"), ("c", 2.0, "differs"), ("d", None, "not run"),
+                            ("e", 1.0, "not comparable"))]
+    summary = {"chapter": "alpha", "provenance": {"started": "2026-11-30T00:00:00Z"}, "rows": rows}
+    (tmp_path / "results" / "quick" / "alpha.json").write_text(json.dumps(summary))
+    page = scoreboard.render("quick", root=tmp_path)
+    assert "| alpha" in page and "| beta" in page and "missing" in page
+    line = next(l for l in page.splitlines() if l.startswith("| alpha"))
+    assert [c.strip() for c in line.strip("|").split("|")][2:] == ["1", "1", "1", "1", "1"]
+
+
+def test_cache_hits_misses_and_recovers_from_corruption(tmp_path):
+    s = settings_for(tmp_path)
+    calls = []
+    compute = lambda: calls.append(1) or {"x": torch.arange(3)}
+    first = cache.cached(s, "exp", {"a": 1}, compute)
+    again = cache.cached(s, "exp", {"a": 1}, compute)
+    assert len(calls) == 1 and torch.equal(first["x"], again["x"])
+    cache.cached(s, "exp", {"a": 2}, compute)
+    assert len(calls) == 2
+    for entry in (tmp_path / "cache" / "toy").glob("exp-*.pt"):
+        entry.write_bytes(entry.read_bytes()[:-10])  # truncated
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        cache.cached(s, "exp", {"a": 1}, compute)
+    assert len(calls) == 3 and any("recomputing" in str(x.message) for x in w)
+    assert not list((tmp_path / "cache" / "toy").glob("*.tmp*"))
+
+
+def test_cache_can_be_switched_off(tmp_path, monkeypatch):
+    s = settings_for(tmp_path)
+    calls = []
+    compute = lambda: calls.append(1) or 1
+    monkeypatch.setenv("REPRO_NO_CACHE", "1")
+    cache.cached(s, "exp", {}, compute)
+    cache.cached(s, "exp", {}, compute)
+    assert len(calls) == 2
+    off = config.resolve("toy", "smoke", {"smoke": {}}, cache=False)
+    assert off.cache_dir is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(profile="fast"), "profile"), (dict(profile="smoke", device="tpu"), "device"),
+    (dict(profile="smoke", seed="1"), "seed"), (dict(profile="smoke", seed=True), "seed"),
+    (dict(profile="smoke", data_dir=""), "data_dir"), (dict(profile="smoke", cache="yes"), "cache"),
+    (dict(profile="smoke", overrides={"epochs": 0}), "epochs"), (dict(profile="smoke", overrides={"epochs": -2}), "epochs"),
+    (dict(profile="smoke", overrides={"epochs": 1.5}), "epochs"), (dict(profile="smoke", overrides={"lr": 1}), "unknown"),
+])
+def test_bad_parameters_are_refused(kwargs, message):
+    table = {p: {"epochs": 1} for p in config.PROFILES}
+    with pytest.raises(config.ParameterError, match=message):
+        config.resolve("toy", kwargs.pop("profile"), table, knob_checks={"epochs": config.check_positive}, **kwargs)
+
+
+def test_profile_knobs_are_overridden_only_when_given():
+    table = {p: {"epochs": 3} for p in config.PROFILES}
+    assert config.resolve("t", "quick", table, overrides={"epochs": None}).knobs["epochs"] == 3
+    assert config.resolve("t", "quick", table, overrides={"epochs": 7}).knobs["epochs"] == 7
