@@ -17,7 +17,7 @@ EXECUTED := $(CHAPTERS:%=book/chapters/%.ipynb)
 GOLDENS := $(CHAPTERS:%=tests/golden/%.ipynb)
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: book env data chapters site test unit nbval golden scoreboard check-site bench clean help
+.PHONY: book env data chapters site test unit site-smoke golden scoreboard check-site bench clean help
 
 help:
 	@echo "make book     - environment, data, every chapter at PROFILE=$(PROFILE), then the site (_build/html)"
@@ -69,6 +69,18 @@ unit: env data
 
 test: env data
 	$(PY) -m pytest tests $(PYTEST_NBVAL) -q
+	$(MAKE) --no-print-directory site-smoke
+
+# The site built from the smoke goldens (and the summaries nbval just wrote), in its own folder so that
+# a quick build in book/chapters is never touched; then every page opened in headless Chromium.
+SMOKE_SITE := build/smoke-site
+site-smoke: env
+	rm -rf $(SMOKE_SITE) && mkdir -p $(SMOKE_SITE)/book/chapters
+	cp _config.yml _toc.yml $(SMOKE_SITE)/ && cp -r book/*.md book/_ext $(SMOKE_SITE)/book/
+	cp tests/golden/*.ipynb $(SMOKE_SITE)/book/chapters/
+	$(PY) -m repro.scoreboard --profile smoke --out $(SMOKE_SITE)/book/scoreboard.md
+	cd $(SMOKE_SITE) && $(CURDIR)/$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	$(PY) -m repro.sitecheck $(SMOKE_SITE)/_build/html --screenshots $(SMOKE_SITE)/screenshots
 
 golden: env data
 	for c in $(CHAPTERS); do \
@@ -76,7 +88,7 @@ golden: env data
 	done
 
 check-site: env
-	$(PY) -m repro.sitecheck _build/html
+	$(PY) -m repro.sitecheck _build/html --screenshots _build/screenshots
 
 bench: env data
 	$(PY) bench/bench.py
