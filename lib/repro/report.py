@@ -45,6 +45,19 @@ class Row:
     note: str = ""
 
 
+@dataclass
+class Deviation:
+    """A place where a report's text and what its authors' code ran disagree."""
+
+    title: str
+    report_says: str
+    code_did: str
+    evidence: str
+    effect: str
+    section: str = ""
+    default: str = "what was run"  # what the chapter reproduces by default (and the parameter for the other)
+
+
 def distance(reported: float, reproduced: float, kind: str) -> float:
     if kind == "abs":
         return abs(reproduced - reported)
@@ -140,7 +153,8 @@ def provenance(settings, started: float) -> dict:
     }
 
 
-def write_summary(settings, rows: list[Row], started: float, extra: dict | None = None) -> Path:
+def write_summary(settings, rows: list[Row], started: float, extra: dict | None = None,
+                  deviations: list[Deviation] | None = None) -> Path:
     """Write ``<results_dir>/<chapter>.json`` atomically and return its path."""
     summary = {
         "chapter": settings.chapter,
@@ -149,6 +163,7 @@ def write_summary(settings, rows: list[Row], started: float, extra: dict | None 
         "provenance": provenance(settings, started),
         "verdicts": verdict_counts(rows),
         "rows": [asdict(r) for r in rows],
+        "deviations": [asdict(d) for d in deviations or []],
     }
     if extra:
         summary.update(extra)

@@ -1,10 +1,12 @@
-"""Generate the book's scoreboard page from the chapters' summary files.
+"""Generate the book's data-driven pages from the chapters' summary files.
 
     python -m repro.scoreboard --profile quick [--out book/scoreboard.md]
 
 Reads ``results/<profile>/<chapter>.json`` for every chapter of ``_toc.yml`` and, where
-committed, ``results/full/<chapter>.json``. No number is typed by hand: a chapter without a
-summary shows as missing.
+committed, ``results/full/<chapter>.json``, and writes beside ``--out``: the scoreboard,
+``deviations.md`` (every place a report's text and its authors' code disagree, collected from
+the chapters) and ``build_info.md`` (software versions and machine, included by the methods
+page). No number is typed by hand: a chapter without a summary shows as missing.
 """
 from __future__ import annotations
 
@@ -76,13 +78,64 @@ def render(profile: str, root: Path = PROJECT_ROOT) -> str:
     return "\n".join(parts) + "\n"
 
 
+def render_deviations(profile: str, root: Path = PROJECT_ROOT) -> str:
+    chapters = toc_chapters(root / "_toc.yml")
+    current = load(root / "results" / profile, chapters)
+    parts = ["# The reports vs what was run\n",
+             "Every place where a chapter found that a report's text and its authors' code (or result files) "
+             "disagree, collected from the chapters' summary files. By default each chapter reproduces what was "
+             "run; the text's version is one parameter away. Follow the link for the evidence on the page.\n"]
+    for chapter in chapters:
+        s = current.get(chapter)
+        parts.append(f"## {chapter}\n")
+        if s is None:
+            parts.append("Summary missing: the chapter has not been run at this profile.\n")
+            continue
+        if not s.get("deviations"):
+            parts.append("No deviation recorded.\n")
+            continue
+        for d in s["deviations"]:
+            link = f"[{d['title']}](chapters/{chapter}.ipynb#{d['section']})" if d.get("section") else d["title"]
+            parts.append(f"### {d['title']}\n\n- **Report says:** {d['report_says']}\n- **Code did:** {d['code_did']}\n"
+                         f"- **Evidence:** {d['evidence']}\n- **Effect on the numbers:** {d['effect']}\n"
+                         f"- **This book:** {d['default']} (see {link})\n")
+    return "\n".join(parts) + "\n"
+
+
+def render_build_info(profile: str, root: Path = PROJECT_ROOT) -> str:
+    import importlib.metadata as md
+    import os
+    import platform
+
+    versions = {}
+    for name in ("torch", "torchvision", "numpy", "pandas", "matplotlib", "seaborn", "jupyter-book", "sphinx",
+                 "myst-nb", "papermill", "nbval", "nbclient", "ipykernel", "pytest", "tensorboard"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "not installed"
+    summaries = {c: s for c, s in load(root / "results" / profile, toc_chapters(root / "_toc.yml")).items() if s}
+    runs = pd.DataFrame([{"chapter": c, "started (UTC)": s["provenance"].get("started"),
+                          "wall seconds": s["provenance"].get("wall_seconds"), "device": s["provenance"].get("device"),
+                          "threads": s["provenance"].get("threads"), "commit": (s["provenance"].get("git_commit") or "")[:10],
+                          "dirty": s["provenance"].get("git_dirty")} for c, s in summaries.items()])
+    lines = [f"Software of this build (Python {platform.python_version()}, on {platform.machine()} with "
+             f"{os.cpu_count()} cores):\n",
+             pd.DataFrame({"package": list(versions), "version": list(versions.values())}).to_markdown(index=False),
+             f"\n\nThe chapter runs behind this build (profile `{profile}`):\n",
+             runs.to_markdown(index=False) if len(runs) else "No chapter summaries yet."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m repro.scoreboard")
     p.add_argument("--profile", default="quick")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "book" / "scoreboard.md")
     a = p.parse_args(argv)
     a.out.write_text(render(a.profile))
-    print(f"wrote {a.out}")
+    (a.out.parent / "deviations.md").write_text(render_deviations(a.profile))
+    (a.out.parent / "build_info.md").write_text(render_build_info(a.profile))
+    print(f"wrote {a.out} and, beside it, deviations.md and build_info.md")
     return 0
 
 
