@@ -154,14 +154,18 @@ def provenance(settings, started: float) -> dict:
 
 
 def write_summary(settings, rows: list[Row], started: float, extra: dict | None = None,
-                  deviations: list[Deviation] | None = None) -> Path:
-    """Write ``<results_dir>/<chapter>.json`` atomically and return its path."""
+                  deviations: list[Deviation] | None = None, headline: str = "") -> Path:
+    """Write ``<results_dir>/<chapter>.json`` atomically and return its path.
+
+    ``headline``: one sentence for the landing page, built from this run's results.
+    """
     summary = {
         "chapter": settings.chapter,
         "profile": settings.profile,
         "parameters": settings.parameters,
         "provenance": provenance(settings, started),
         "verdicts": verdict_counts(rows),
+        "headline": headline,
         "rows": [asdict(r) for r in rows],
         "deviations": [asdict(d) for d in deviations or []],
     }
@@ -210,3 +214,25 @@ def overlay(ours: pd.DataFrame, theirs: pd.DataFrame | None, **kw):
     data = pd.concat(parts, ignore_index=True)
     kw.setdefault("style", "source")
     return curves(data, **kw)
+
+
+class CaptionedTable:
+    """A DataFrame shown as a numbered, captioned table in the book, and as plain text elsewhere.
+
+    The book (myst-nb with ``nb_render_markdown_format: myst``) renders the Markdown form, a
+    MyST ``{table}`` directive, so Sphinx numbers it; nbval and terminals compare the text form.
+    """
+
+    def __init__(self, frame: pd.DataFrame, caption: str, name: str, floatfmt: str = "g"):
+        self.frame, self.caption, self.name, self.floatfmt = frame, caption, name, floatfmt
+
+    def _repr_markdown_(self) -> str:
+        body = self.frame.to_markdown(floatfmt=self.floatfmt)
+        return f"```{{table}} {self.caption}\n:name: {self.name}\n\n{body}\n```\n"
+
+    def __repr__(self) -> str:
+        return self.frame.to_string()
+
+
+def captioned(frame: pd.DataFrame, caption: str, name: str, floatfmt: str = "g") -> CaptionedTable:
+    return CaptionedTable(frame, caption, name, floatfmt)

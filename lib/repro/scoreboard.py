@@ -11,7 +11,9 @@ page). No number is typed by hand: a chapter without a summary shows as missing.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -102,6 +104,35 @@ def render_deviations(profile: str, root: Path = PROJECT_ROOT) -> str:
     return "\n".join(parts) + "\n"
 
 
+def chapter_title(chapter: str, root: Path = PROJECT_ROOT) -> str:
+    """The first Markdown heading of the chapter's source notebook."""
+    try:
+        nb = json.loads((root / "notebooks" / f"{chapter}.ipynb").read_text())
+    except (OSError, json.JSONDecodeError):
+        return chapter
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return chapter
+
+
+def render_reports(profile: str, root: Path = PROJECT_ROOT) -> str:
+    """The landing page's table: each report, one line, its verdict counts and headline."""
+    chapters = toc_chapters(root / "_toc.yml")
+    current, full = load(root / "results" / profile, chapters), load(root / "results" / "full", chapters)
+    rows = []
+    for c in chapters:
+        s = full[c] if full.get(c) and profile != "full" else current[c]
+        counts = "summary missing" if s is None else ", ".join(
+            f"{n} {v}" for v, n in Counter(r["verdict"] for r in s["rows"]).most_common())
+        source = "" if s is None else f" ({s['profile']})"
+        rows.append({"chapter": f"{{doc}}`{chapter_title(c, root)} <chapters/{c}>`",
+                     "verdicts": counts + source, "headline": "" if s is None else s.get("headline", "")})
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
 def render_build_info(profile: str, root: Path = PROJECT_ROOT) -> str:
     import importlib.metadata as md
     import os
@@ -135,7 +166,8 @@ def main(argv=None) -> int:
     a.out.write_text(render(a.profile))
     (a.out.parent / "deviations.md").write_text(render_deviations(a.profile))
     (a.out.parent / "build_info.md").write_text(render_build_info(a.profile))
-    print(f"wrote {a.out} and, beside it, deviations.md and build_info.md")
+    (a.out.parent / "reports_table.md").write_text(render_reports(a.profile))
+    print(f"wrote {a.out} and, beside it, deviations.md, build_info.md and reports_table.md")
     return 0
 
 
