@@ -102,3 +102,17 @@ def test_profile_knobs_are_overridden_only_when_given():
     table = {p: {"epochs": 3} for p in config.PROFILES}
     assert config.resolve("t", "quick", table, overrides={"epochs": None}).knobs["epochs"] == 3
     assert config.resolve("t", "quick", table, overrides={"epochs": 7}).knobs["epochs"] == 7
+
+
+def test_deviation_and_landing_pages_come_from_the_summaries(tmp_path):
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text("- file: book/chapters/alpha\n- file: book/chapters/beta\n")
+    dev = report.Deviation("Validation is the test set", "validation 98%", "test set used", "train.py", "none", "sec-1")
+    s = settings_for(tmp_path, "alpha")
+    s.results_dir = tmp_path / "results" / "quick"
+    report.write_summary(s, [report.compare("T", "a", 1.0, 1.0, 0.1)], 0.0, deviations=[dev], headline="all good")
+    page = scoreboard.render_deviations("quick", root=tmp_path)
+    assert "### Validation is the test set" in page and "chapters/alpha.ipynb#sec-1" in page
+    assert "## beta" in page and "Summary missing" in page
+    landing = scoreboard.render_reports("quick", root=tmp_path)
+    assert "all good" in landing and "summary missing" in landing
