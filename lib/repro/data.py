@@ -134,15 +134,19 @@ def check_split(split: str) -> str:
 
 def load_mnist(split: str = "50k/10k/10k", *, scaling: str = "unit", flatten: bool = True,
                dataset: str = "mnist", data_dir: Path | str | None = None, device="cpu",
-               limit: dict | None = None, split_seed: int = 0) -> Dataset:
+               limit: dict | None = None, split_seed: int = 0, split_rng: str = "torch") -> Dataset:
     """MNIST (or Fashion-MNIST) split as a report split it, whole splits as device tensors.
 
     split: ``50k/10k/10k`` (mnist.pkl: train = first 50,000, valid = last 10,000 of the 60k),
     ``55k/5k/10k`` (TensorFlow tutorial: valid = first 5,000), ``60k/10k`` (no validation),
     ``random-N`` (valid = N training images drawn with ``split_seed``, the rest train).
     limit: optional {split: n} keeping the first n images of a split (smoke/quick profiles).
+    split_rng: ``random-N`` draws its permutation with torch (``torch.randperm``) or with
+    ``numpy`` (``np.random.seed(split_seed); np.random.shuffle(indices)``, valid = the first
+    N shuffled indices, as the ift6135-2019 authors' MNIST loader did).
     """
     check_split(split)
+    check_choice("split_rng", split_rng, ("torch", "numpy"))
     check_choice("scaling", scaling, SCALINGS)
     tx, ty, sx, sy = read_mnist_arrays(dataset, Path(data_dir) if data_dir else None)
     tx, ty = torch.from_numpy(tx.copy()), torch.from_numpy(ty.astype(np.int64))
@@ -157,7 +161,10 @@ def load_mnist(split: str = "50k/10k/10k", *, scaling: str = "unit", flatten: bo
         n_valid = int(_RANDOM_SPLIT.match(split).group(1))
         if not 0 < n_valid < len(ty):
             raise ParameterError(f"split {split!r}: the hold-out must be between 1 and {len(ty) - 1}")
-        perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(split_seed))
+        if split_rng == "numpy":
+            perm = torch.from_numpy(np.random.RandomState(split_seed).permutation(len(ty)))
+        else:
+            perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(split_seed))
         train_idx, valid_idx = perm[n_valid:], perm[:n_valid]
 
     def make(x, y, idx, name):

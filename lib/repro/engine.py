@@ -54,10 +54,17 @@ def _family_loss(logits: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> to
 def evaluate(model: torch.nn.Module, split: Split, loss_fn: Callable = cross_entropy,
              batch_size: int = 10_000) -> pd.DataFrame:
     """Mean loss and accuracy of every member on a whole split (eval mode, no grad)."""
+    return evaluate_losses(model, split, {"loss": loss_fn}, batch_size)["loss"]
+
+
+@torch.no_grad()
+def evaluate_losses(model: torch.nn.Module, split: Split, loss_fns: dict[str, Callable],
+                    batch_size: int = 10_000) -> dict[str, pd.DataFrame]:
+    """Like :func:`evaluate` for several loss functions from ONE forward pass: {name: frame}."""
     was_training = model.training
     model.eval()
     m = getattr(model, "n_members", None)
-    total_loss = torch.zeros(m or 1, dtype=torch.float64, device=split.y.device)
+    totals = {name: torch.zeros(m or 1, dtype=torch.float64, device=split.y.device) for name in loss_fns}
     correct = torch.zeros(m or 1, dtype=torch.float64, device=split.y.device)
     for start in range(0, len(split), batch_size):
         x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
@@ -65,13 +72,14 @@ def evaluate(model: torch.nn.Module, split: Split, loss_fn: Callable = cross_ent
         if m is None:
             logits = logits.unsqueeze(0)
         k, b, c = logits.shape
-        losses = loss_fn(logits.reshape(k * b, c), y.repeat(k)).view(k, b)
-        total_loss += losses.double().sum(1)
+        for name, loss_fn in loss_fns.items():
+            totals[name] += loss_fn(logits.reshape(k * b, c), y.repeat(k)).view(k, b).double().sum(1)
         correct += (logits.argmax(-1) == y).double().sum(1)
     model.train(was_training)
     n = len(split)
-    return pd.DataFrame({"member": range(m or 1), "loss": (total_loss / n).cpu().numpy(),
-                         "accuracy": (correct / n).cpu().numpy()})
+    accuracy = (correct / n).cpu().numpy()
+    return {name: pd.DataFrame({"member": range(m or 1), "loss": (total / n).cpu().numpy(), "accuracy": accuracy})
+            for name, total in totals.items()}
 
 
 class _Orders:
@@ -96,7 +104,8 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
         shuffle: bool = True, order_seed: int = 0, per_member_order: bool = False,
         scheduler=None, early_stopping: dict | None = None, record_running_loss: bool = False,
         on_evaluate: Callable | None = None, batch_transform: Callable | None = None,
-        progress: bool | None = None, desc: str = "") -> pd.DataFrame:
+        progress: bool | None = None, desc: str = "", extra_eval_losses: dict[str, Callable] | None = None,
+        eval_batch_size: int = 10_000) -> pd.DataFrame:
     """Train ``model`` on ``train`` and return its history.
 
     epochs / steps: length of training (one of them); an epoch is ceil(N / batch_size) steps
@@ -113,6 +122,9 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
     on_evaluate(step, model): called after each evaluation (e.g. TensorBoard histograms).
     batch_transform(x, generator) -> x: applied to each training batch on the device (data
     augmentation); it draws its randomness from ``generator`` so runs stay seeded.
+    extra_eval_losses: {name: loss_fn} recorded as well at each evaluation, as extra rows
+    with split ``"<split> [<name>]"`` (e.g. the loss a report's code really plotted).
+    eval_batch_size: images per forward pass during evaluation (memory vs speed).
 
     Models that train without autograd (a hand-written backward pass) define
     ``manual_step(x, y) -> (per-member loss, logits)``; the engine calls it instead of
@@ -150,8 +162,13 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
             running.zero_()
             running_correct.zero_()
             running_count = running_seen = 0
+        evaluated, extra = [], []
         for name, split in evaluate_on.items():
-            rows.append(evaluate(model, split, eval_loss).assign(split=name, **stamp))
+            frames = evaluate_losses(model, split, {"": eval_loss, **(extra_eval_losses or {})}, eval_batch_size)
+            evaluated.append(frames.pop("").assign(split=name, **stamp))
+            extra += [frame.assign(split=f"{name} [{loss_name}]", **stamp) for loss_name, frame in frames.items()]
+        rows.extend(evaluated + extra)
+        return evaluated
 
     if eval_at_start:
         record(0)
@@ -194,10 +211,10 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
         if done % eval_every == 0 or done == total:
             _sync(device)
             train_seconds += time.perf_counter() - t0
-            record(done)
+            evaluated = record(done)
             if on_evaluate is not None:
                 on_evaluate(done, model)
-            if stopper and stopper.update(rows[-len(evaluate_on):] if evaluate_on else []):
+            if stopper and stopper.update(evaluated):
                 t0 = time.perf_counter()
                 break
             if scheduler is not None and done % per_epoch == 0:
@@ -275,3 +292,22 @@ class _EarlyStopping:
     def finish(self) -> None:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+class SoftmaxTwiceCrossEntropy:
+    """Per-sample cross-entropy of softmax(logits) used AS logits: CE(softmax(softmax(z))).
+
+    The loss a code computes when it passes probabilities to a loss that applies
+    log-softmax again (ift6135-2019's first MLP notebook). It lies between
+    -log(e / (e + C - 1)) and log C (1.46 and 2.30 for 10 classes). A named callable
+    (stable repr) so that it can be part of a cache key.
+    """
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(torch.softmax(logits, dim=-1), y, reduction="none")
+
+    def __repr__(self) -> str:
+        return "softmax_twice_cross_entropy"
+
+
+softmax_twice_cross_entropy = SoftmaxTwiceCrossEntropy()

@@ -90,7 +90,7 @@ class MLPFamily(nn.Module):
     @torch.no_grad()
     def initialize(self, schemes: Sequence[str] | str = "glorot", seeds: Sequence[int] | int = 0,
                    rng: str = "torch", normal_std: Sequence[float] | float = 1.0,
-                   bias: str = "zero") -> "MLPFamily":
+                   bias: str = "zero", layout: str = "in_out") -> "MLPFamily":
         """Initialize every member: biases zero; weights by ``schemes[m]`` with ``seeds[m]``.
 
         zero: all zeros; normal: N(0, std^2) (std 1 unless given); glorot: U(-d, d),
@@ -98,6 +98,8 @@ class MLPFamily(nn.Module):
         ``np.random.seed(seed)`` stream in the reports' order (W1, W2, ... each (in, out)),
         reproducing the initial weights of numpy-written homework exactly.
         ``bias="normal"`` draws biases N(0, std^2) too, right after each weight matrix.
+        ``layout="out_in"`` draws each weight matrix as (out, in) and transposes it, for
+        numpy code that stored W as (out, in) (ift6135-2019): same stream, their exact weights.
         """
         m = self.n_members
         schemes = [schemes] * m if isinstance(schemes, str) else list(schemes)
@@ -105,6 +107,10 @@ class MLPFamily(nn.Module):
         stds = [normal_std] * m if isinstance(normal_std, (int, float)) else list(normal_std)
         check_choice("rng", rng, RNGS)
         check_choice("bias", bias, ("zero", "normal"))
+        check_choice("layout", layout, ("in_out", "out_in"))
+
+        def drawn(draw, kind, fan_in, fan_out, scale):
+            return draw(kind, (fan_in, fan_out), scale) if layout == "in_out" else draw(kind, (fan_out, fan_in), scale).T
         for k in range(m):
             check_choice("init", schemes[k], INITS)
             draw = _numpy_draw(seeds[k]) if rng == "numpy" else _torch_draw(seeds[k])
@@ -113,10 +119,10 @@ class MLPFamily(nn.Module):
                 if schemes[k] == "zero":
                     w[k].zero_()
                 elif schemes[k] == "normal":
-                    w[k].copy_(draw("normal", (fan_in, fan_out), stds[k]))
+                    w[k].copy_(drawn(draw, "normal", fan_in, fan_out, stds[k]))
                 else:
                     d = math.sqrt(6.0 / (fan_in + fan_out))
-                    w[k].copy_(draw("uniform", (fan_in, fan_out), d))
+                    w[k].copy_(drawn(draw, "uniform", fan_in, fan_out, d))
                 if bias == "normal" and schemes[k] == "normal":
                     b[k].copy_(draw("normal", (1, fan_out), stds[k]))
                 else:

@@ -29,15 +29,30 @@ class FamilySGD(torch.optim.Optimizer):
         self.weight_decay = _per_member(weight_decay, n_members, "weight_decay", device, dtype)
         self.active = torch.ones(n_members, dtype=dtype, device=device)
         self.nesterov = nesterov
+        self._uses_key = None  # see _uses()
         super().__init__(params, {})
 
     def freeze(self, members) -> None:
         self.active[torch.as_tensor(members, dtype=torch.long, device=self.active.device)] = 0
 
+    def _uses(self) -> tuple[bool, bool]:
+        """(any member has momentum, any has weight decay), re-read only when those tensors change.
+
+        Reading them means a host synchronisation on a GPU, so it is not done every step: the
+        answer is kept until ``momentum`` or ``weight_decay`` is replaced or changed in place
+        (its version counter moves).
+        """
+        mu, wd = self.momentum, self.weight_decay
+        key = getattr(self, "_uses_key", None)
+        if key is None or key[0] is not mu or key[1] is not wd or key[2] != (mu._version, wd._version):
+            self._uses_flags = (bool((mu != 0).any()), bool((wd != 0).any()))
+            self._uses_key = (mu, wd, (mu._version, wd._version))
+        return self._uses_flags
+
     @torch.no_grad()
     def step(self, closure=None):
-        use_momentum = bool((self.momentum != 0).any())
-        use_decay = bool((self.weight_decay != 0).any())
+        use_momentum, use_decay = self._uses()
+        step_lr = self.lr * self.active
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -54,4 +69,4 @@ class FamilySGD(torch.optim.Optimizer):
                     else:
                         buf.mul_(self.momentum.view(shape)).add_(g)
                     g = g + self.momentum.view(shape) * buf if self.nesterov else buf
-                p.sub_((self.lr * self.active).view(shape) * g)
+                p.sub_(step_lr.view(shape) * g)

@@ -236,3 +236,22 @@ class CaptionedTable:
 
 def captioned(frame: pd.DataFrame, caption: str, name: str, floatfmt: str = "g") -> CaptionedTable:
     return CaptionedTable(frame, caption, name, floatfmt)
+
+
+def beside_reference_images(chapter: str, images: list[str], *, ours: int = 1, titles: list[str] | None = None,
+                            title: str = "", panel_width: float = 4.2, height: float = 3.4):
+    """One row of panels: the authors' published figures first (PNG files under
+    ``reference/<chapter>/``, shown as images), then ``ours`` empty axes for our curves.
+
+    For reports whose authors kept only images of their curves (dd2424-a3). Returns
+    (figure, list of our axes).
+    """
+    fig, axes = plt.subplots(1, len(images) + ours, figsize=(panel_width * (len(images) + ours), height))
+    axes = list(axes) if len(images) + ours > 1 else [axes]
+    for i, (ax, name) in enumerate(zip(axes, images)):
+        ax.imshow(plt.imread(reference_dir(chapter) / name))
+        ax.set_axis_off()
+        ax.set_title(titles[i] if titles else f"authors' figure: {name}", fontsize=9)
+    if title:
+        fig.suptitle(title, y=1.02)
+    return fig, axes[len(images):]

@@ -38,19 +38,27 @@ def group_configs(configs: Sequence[dict]) -> list[list[int]]:
 
 def train_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, epochs: int,
                  batch_size: int, shuffle: bool = False, order_seed: int = 0, rng: str = "torch",
-                 dtype=torch.float32, eval_loss=None, return_model: bool = False, **fit_kw):
-    """Train configs that share ``dims`` as one family; history has a ``config`` column."""
+                 dtype=torch.float32, eval_loss=None, return_model: bool = False, bias: str = "zero",
+                 on_start=None, **fit_kw):
+    """Train configs that share ``dims`` as one family; history has a ``config`` column.
+
+    bias: "zero", or "normal" (biases drawn N(0, normal_std^2) like the weights, see
+    :meth:`MLPFamily.initialize`). on_start(model): called once before the first step
+    (e.g. to record the initial weights).
+    """
     configs = [{**DEFAULTS, **c} for c in configs]
     dims = configs[0]["dims"]
     device = train.x.device
     model = MLPFamily(dims, [c["activation"] for c in configs], dtype=dtype, device="cpu")
     model.initialize([c["init"] for c in configs], [c["seed"] for c in configs], rng=rng,
-                     normal_std=[c["normal_std"] for c in configs])
+                     normal_std=[c["normal_std"] for c in configs], bias=bias)
     model = model.to(device)
     model._groups = {a: idx.to(device) for a, idx in model._groups.items()}
     opt = FamilySGD(model.parameters(), len(configs), lr=[c["lr"] for c in configs],
                     momentum=[c["momentum"] for c in configs], weight_decay=[c["weight_decay"] for c in configs])
     cast = (lambda s: Split(s.x.to(dtype), s.y)) if dtype != train.x.dtype else (lambda s: s)
+    if on_start is not None:
+        on_start(model)
     history = fit(model, cast(train), opt, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                   order_seed=order_seed, loss_fn=cross_entropy, eval_loss=eval_loss,
                   evaluate_on={k: cast(v) for k, v in evaluate_on.items()}, **fit_kw)

@@ -1,0 +1,141 @@
+"""Issue 8 (speed): the benchmark script, the optimizer's cached flags, an interrupted sweep.
+
+Nothing here is timed: the benchmark runs at a tiny size and only its output is checked.
+"""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import repro
+from repro import config, models, optim, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "bench" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def toy_problem(n=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 20, generator=g)
+    return repro.Split(x, (x @ torch.randn(20, 3, generator=g)).argmax(1))
+
+
+def test_flop_count_is_forward_plus_both_backward_products_except_the_input_gradient():
+    bench = load_bench()
+    # layer 1 (3x4): forward + weight gradient; layer 2 (4x2): forward + weight + input gradient
+    assert bench.mlp_flops((3, 4, 2), batch=5) == 2 * 5 * (3 * 4 * 2 + 4 * 2 * 3)
+    assert bench.mlp_flops((3, 4, 2), batch=5, members=7) == 7 * bench.mlp_flops((3, 4, 2), batch=5)
+
+
+def test_benchmark_prints_every_figure_and_records_the_machine(tmp_path, capsys):
+    bench = load_bench()
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"cuda": {"kept": True}}))  # a GPU run recorded earlier stays beside
+    bench.main(["--device", "cpu", "--steps", "0.01", "--models", "2", "--repeats", "1", "--peak-size", "128",
+                "--out", str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    for start in ("engine vs naive loop: ", "batched sweep vs naive per-model loop: ",
+                  "batched sweep vs engine per-model loop: ", "batched sweep: ", "MLP training: "):
+        assert sum(line.startswith(start) for line in printed) == 1, start
+    assert any(line.startswith("batched sweep vs naive per-model loop: ") and "x (2 models)" in line for line in printed)
+    assert any("% of measured matmul peak" in line for line in printed)
+    saved = json.loads(out.read_text())
+    assert saved["cuda"] == {"kept": True}
+    run = saved["cpu"]
+    assert {"cores", "torch_threads", "device", "device_name"} <= set(run["machine"])
+    assert run["machine"]["device"] == "cpu" and run["machine"]["torch_threads"] == torch.get_num_threads()
+    assert all(math.isfinite(v) and v > 0 for v in run["figures"].values())
+    assert run["sweep"]["models"] == 2 and run["lines"] == printed[:len(run["lines"])]
+
+
+def test_family_sgd_notices_momentum_and_weight_decay_changed_after_construction():
+    data = toy_problem()
+    x, y = data.x.double(), data.y
+    fam = models.mlp((20, 8, 3), dtype=torch.float64).initialize("glorot", 1)
+    seq = torch.nn.Sequential(torch.nn.Linear(20, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        for lin, w, b in zip((seq[0], seq[2]), fam.weights, fam.biases):
+            lin.weight.copy_(w[0].T)
+            lin.bias.copy_(b[0, 0])
+    ours, ref = optim.FamilySGD(fam.parameters(), 1, lr=0.1), torch.optim.SGD(seq.parameters(), lr=0.1)
+
+    def step():
+        for model, opt in ((fam, ours), (seq, ref)):
+            opt.zero_grad()
+            logits = model(x)
+            torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y).backward()
+            opt.step()
+
+    step()
+    ours.momentum.fill_(0.9)  # changed in place
+    ref.param_groups[0]["momentum"] = 0.9
+    step()
+    step()
+    ours.weight_decay = torch.full((1,), 0.01, dtype=torch.float64)  # replaced
+    ref.param_groups[0]["weight_decay"] = 0.01
+    step()
+    assert fam.weights[0][0].detach().numpy() == pytest.approx(seq[0].weight.detach().T.numpy(), rel=1e-10)
+    assert fam.biases[1][0, 0].detach().numpy() == pytest.approx(seq[2].bias.detach().numpy(), rel=1e-10)
+
+
+def test_an_interrupted_sweep_resumes_with_the_groups_it_had_finished(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPRO_NO_CACHE", raising=False)
+    settings = config.resolve("toy", "smoke", {"smoke": {}}, results_dir=str(tmp_path / "results"),
+                              cache_dir=str(tmp_path / "cache"))
+    data = toy_problem()
+    configs = [dict(dims=(20, h, 3), lr=lr, label=f"{h}-{lr}") for h in (4, 8) for lr in (0.1, 0.2)]
+    calls = []
+    real = sweep.train_family
+
+    def interrupted_once(members, *args, **kw):
+        width = members[0]["dims"][1]
+        calls.append(width)
+        if width == 8 and calls.count(8) == 1:
+            raise RuntimeError("interrupted")  # the second group dies the first time
+        return real(members, *args, **kw)
+
+    monkeypatch.setattr(sweep, "train_family", interrupted_once)
+    kw = dict(settings=settings, experiment="grid", epochs=2, batch_size=32)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        sweep.train_mlp_sweep(configs, data, {"train": data}, **kw)
+    assert calls == [4, 8]
+    resumed = sweep.train_mlp_sweep(configs, data, {"train": data}, **kw)
+    assert calls == [4, 8, 8]  # the first group came from the cache, only the second one trained
+    again = sweep.train_mlp_sweep(configs, data, {"train": data}, **kw)
+    assert calls == [4, 8, 8]  # nothing changed: nothing recomputed
+    fresh = sweep.train_mlp_sweep(configs, data, {"train": data}, epochs=2, batch_size=32)  # no cache
+    assert calls == [4, 8, 8, 4, 8]
+    assert sorted(resumed["config"].unique()) == ["4-0.1", "4-0.2", "8-0.1", "8-0.2"]
+    for other in (again, fresh):
+        pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), other.drop(columns="seconds"))
+
+
+def test_book_timing_runs_make_chapters_cold_then_warm_on_a_fresh_cache(tmp_path):
+    bench = load_bench()
+    chapters = tmp_path / "book" / "chapters"
+    chapters.mkdir(parents=True)
+    stale = tmp_path / "build" / "bench-cache" / "old-entry.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("x")
+    seen = []
+
+    def fake_make(cmd, cwd, env, check):
+        seen.append((cmd, sorted(p.name for p in chapters.glob("*.ipynb")), env["REPRO_CACHE_DIR"],
+                     (tmp_path / "build" / "bench-cache" / "old-entry.pt").exists()))
+        (chapters / "a.ipynb").write_text("{}")  # make writes the executed chapter
+
+    out = bench.bench_book("quick", root=tmp_path, run=fake_make)
+    assert [s[0] for s in seen] == [["make", "chapters", "PROFILE=quick"]] * 2
+    assert [s[1] for s in seen] == [[], []]  # every chapter re-executed, both times
+    assert {s[2] for s in seen} == {str(tmp_path / "build" / "bench-cache")} and not any(s[3] for s in seen)
+    assert set(out) == {"profile", "cold_seconds", "warm_seconds"}
