@@ -107,6 +107,9 @@ def test_profile_knobs_are_overridden_only_when_given():
 def test_deviation_and_landing_pages_come_from_the_summaries(tmp_path):
     (tmp_path / "results" / "quick").mkdir(parents=True)
     (tmp_path / "_toc.yml").write_text("- file: book/chapters/alpha\n- file: book/chapters/beta\n")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "alpha.ipynb").write_text(json.dumps(
+        {"cells": [{"cell_type": "markdown", "source": ["## Sec. 1\n"], "metadata": {}}]}))
     dev = report.Deviation("Validation is the test set", "validation 98%", "test set used", "train.py", "none", "sec-1")
     s = settings_for(tmp_path, "alpha")
     s.results_dir = tmp_path / "results" / "quick"

@@ -11,6 +11,7 @@ page). No number is typed by hand: a chapter without a summary shows as missing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from collections import Counter
@@ -30,6 +31,30 @@ def load(results: Path, chapters: list[str]) -> dict[str, dict | None]:
     return {c: read_summary(results / f"{c}.json") for c in chapters}
 
 
+@functools.lru_cache(maxsize=None)
+def chapter_anchors(chapter: str, root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """The chapter's heading anchors (as MyST makes them), keyed by their letters and digits only."""
+    from myst_parser.mdit_to_docutils.base import default_slugify
+
+    try:
+        nb = json.loads((root / "notebooks" / f"{chapter}.ipynb").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    anchors = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for title in re.findall(r"^#{1,3} (.+)$", "".join(cell["source"]), re.M):
+                slug = default_slugify(re.sub(r"[`*_]", "", title).strip())
+                anchors[re.sub(r"[^a-z0-9]", "", slug)] = slug
+    return anchors
+
+
+def section_link(chapter: str, section: str, text: str, root: Path = PROJECT_ROOT) -> str:
+    """A link to the chapter's section; to the chapter itself when no heading matches."""
+    slug = chapter_anchors(chapter, root).get(re.sub(r"[^a-z0-9]", "", (section or "").lower()))
+    return f"[{text}](chapters/{chapter}.ipynb" + (f"#{slug})" if slug else ")")
+
+
 def counts_table(summaries: dict[str, dict | None], label: str) -> pd.DataFrame:
     rows = []
     for chapter, s in summaries.items():
@@ -43,11 +68,11 @@ def counts_table(summaries: dict[str, dict | None], label: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rows_table(summaries: dict[str, dict | None]) -> pd.DataFrame:
+def rows_table(summaries: dict[str, dict | None], root: Path = PROJECT_ROOT) -> pd.DataFrame:
     rows = []
     for chapter, s in summaries.items():
         for r in (s or {}).get("rows", []):
-            link = f"[{r['experiment']}](chapters/{chapter}.ipynb#{r.get('section', '')})"
+            link = section_link(chapter, r.get("section", ""), r["experiment"], root)
             tol = f"±{r['tolerance']:g}" + {"abs": "", "rel": " rel.", "log10": " dec."}[r.get("tolerance_kind", "abs")]
             ours = "" if r["reproduced"] is None else f"{r['reproduced']:.6g}"
             rows.append({"chapter": chapter, "experiment": link, "quantity": r["quantity"],
@@ -75,7 +100,7 @@ def render(profile: str, root: Path = PROJECT_ROOT) -> str:
     best = {c: s for c, s in best.items() if s}
     parts += ["## Every published number\n",
               "From the full-profile run where one is committed, else from this build.\n"]
-    table = rows_table(best)
+    table = rows_table(best, root)
     parts.append(table.to_markdown(index=False) if len(table) else "No summaries yet.")
     return "\n".join(parts) + "\n"
 
@@ -97,7 +122,7 @@ def render_deviations(profile: str, root: Path = PROJECT_ROOT) -> str:
             parts.append("No deviation recorded.\n")
             continue
         for d in s["deviations"]:
-            link = f"[{d['title']}](chapters/{chapter}.ipynb#{d['section']})" if d.get("section") else d["title"]
+            link = section_link(chapter, d.get("section", ""), d["title"], root)
             parts.append(f"### {d['title']}\n\n- **Report says:** {d['report_says']}\n- **Code did:** {d['code_did']}\n"
                          f"- **Evidence:** {d['evidence']}\n- **Effect on the numbers:** {d['effect']}\n"
                          f"- **This book:** {d['default']} (see {link})\n")
