@@ -77,6 +77,7 @@ def test_event_files_round_trip_with_the_reports_tags(monitored, tmp_path):
     tb.write_events(tmp_path / "tb", monitored)
     tb.write_events(tmp_path / "tb", monitored)  # rewriting replaces, never duplicates
     assert len(list((tmp_path / "tb" / "small").glob("events.out.tfevents.*"))) == 1
+    assert (tmp_path / "tb" / ".gitignore").read_text() == "*\n"  # event files are never committed
     scalars = tb.read_scalars(tmp_path / "tb")
     assert set(scalars["run"]) == {"zero", "small", "large"}
     assert {"S_Loss/train_loss", "S_Loss_1/test_loss", "S_Loss/train_minibatch_loss"} <= set(scalars["tag"])

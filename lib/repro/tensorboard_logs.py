@@ -227,10 +227,16 @@ def train_monitored(configs: Sequence[dict], train: Split, evaluate_on: dict[str
 
 # ----------------------------------------------------------------------------- event files
 def write_events(logdir: Path | str, result: Monitored) -> Path:
-    """One TensorBoard run per member under ``logdir/<label>`` (replacing an earlier one)."""
+    """One TensorBoard run per member under ``logdir/<label>`` (replacing an earlier one).
+
+    ``logdir`` gets a ``.gitignore`` of ``*``: event files are outputs, never committed, even
+    under a results folder that is (``results/full/``).
+    """
     from torch.utils.tensorboard import SummaryWriter
 
     logdir = Path(logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    (logdir / ".gitignore").write_text("*\n")
     history = result.history
     for k, label in enumerate(result.labels):
         run_dir = logdir / label
