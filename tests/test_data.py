@@ -98,3 +98,15 @@ def test_real_cifar_pickles_are_read_directly():
     d = repro.load_cifar10(limit={"train": 1000, "valid": 100, "test": 100})
     assert d.train.x.shape == (1000, 3072) and len(d.valid) == 100
     assert abs(float(d.train.x.mean())) < 1e-5  # centred with the training mean
+
+
+def test_repro_threads_override(monkeypatch):
+    from repro.config import compute_threads
+    monkeypatch.setenv("REPRO_THREADS", "1")
+    assert compute_threads() == 1
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("REPRO_THREADS", bad)
+        with pytest.raises(ParameterError, match="REPRO_THREADS"):
+            compute_threads()
+    monkeypatch.delenv("REPRO_THREADS")
+    assert compute_threads() >= 1

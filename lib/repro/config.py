@@ -94,6 +94,21 @@ class Settings:
         return self.knobs[key]
 
 
+def compute_threads() -> int:
+    """Torch threads for quick/full runs: every core, or ``REPRO_THREADS`` when set.
+
+    On a busy 2-core machine two torch threads fight the other processes (measured: a chapter
+    slowed 5x); ``REPRO_THREADS=1`` is then faster. Smoke runs always use SMOKE_THREADS so that
+    their floats stay bit-stable for nbval.
+    """
+    raw = os.environ.get("REPRO_THREADS", "").strip()
+    if not raw:
+        return os.cpu_count() or 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ParameterError(f"REPRO_THREADS must be a positive integer, not {raw!r}")
+    return int(raw)
+
+
 def resolve(chapter: str, profile: str, profile_table: dict, *, seed: int = 0, device: str = "auto",
             data_dir: str = "auto", results_dir: str = "auto", cache: bool = True,
             cache_dir: str = "auto",
@@ -124,7 +139,7 @@ def resolve(chapter: str, profile: str, profile_table: dict, *, seed: int = 0, d
     for name, check in (knob_checks or {}).items():
         check(name, knobs[name])
     dev = pick_device(device)
-    threads = SMOKE_THREADS if profile == "smoke" else (os.cpu_count() or 1)
+    threads = SMOKE_THREADS if profile == "smoke" else compute_threads()
     torch.set_num_threads(threads)
     if profile == "smoke":
         torch.use_deterministic_algorithms(True, warn_only=True)
