@@ -119,3 +119,11 @@ def test_deviation_and_landing_pages_come_from_the_summaries(tmp_path):
     assert "## beta" in page and "Summary missing" in page
     landing = scoreboard.render_reports("quick", root=tmp_path)
     assert "all good" in landing and "summary missing" in landing
+
+
+def test_speed_section_reads_the_benchmark_file(tmp_path):
+    from repro.scoreboard import render_speed
+    assert "No speed benchmark" in render_speed(tmp_path / "missing.json")
+    (tmp_path / "bench.json").write_text(json.dumps({"cpu": {"started": "2026-11-30", "lines": ["matmul peak: 1 GFLOP/s"]}}))
+    text = render_speed(tmp_path / "bench.json")
+    assert "`cpu`, measured 2026-11-30" in text and "matmul peak: 1 GFLOP/s" in text

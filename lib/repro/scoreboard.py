@@ -180,7 +180,20 @@ def render_build_info(profile: str, root: Path = PROJECT_ROOT) -> str:
              pd.DataFrame({"package": list(versions), "version": list(versions.values())}).to_markdown(index=False),
              f"\n\nThe chapter runs behind this build (profile `{profile}`):\n",
              runs.to_markdown(index=False) if len(runs) else "No chapter summaries yet."]
+    lines += ["\n\n" + render_speed(root / "bench" / "results.json")]
     return "\n".join(lines) + "\n"
+
+
+def render_speed(path: Path) -> str:
+    """The latest ``make bench`` figures (bench/results.json, committed), one block per device."""
+    try:
+        bench = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return "No speed benchmark recorded (`make bench` writes bench/results.json)."
+    parts = ["Speed, from the latest `make bench` (bench/results.json):\n"]
+    for device, r in sorted(bench.items()):
+        parts.append(f"`{device}`, measured {r.get('started', '?')}:\n\n```text\n" + "\n".join(r.get("lines", [])) + "\n```\n")
+    return "\n".join(parts)
 
 
 def main(argv=None) -> int:
