@@ -127,3 +127,13 @@ def test_speed_section_reads_the_benchmark_file(tmp_path):
     (tmp_path / "bench.json").write_text(json.dumps({"cpu": {"started": "2026-11-30", "lines": ["matmul peak: 1 GFLOP/s"]}}))
     text = render_speed(tmp_path / "bench.json")
     assert "`cpu`, measured 2026-11-30" in text and "matmul peak: 1 GFLOP/s" in text
+
+
+def test_captioned_tables_flatten_multilevel_labels_and_escape_pipes():
+    import pandas as pd
+    from repro.report import captioned
+    frame = pd.DataFrame({("mean", "test"): [1.0], ("sd", "test"): [0.1]},
+                         index=pd.MultiIndex.from_tuples([("lr|x", 1)], names=["k", "n"]))
+    text = captioned(frame, "A caption", "tab-test")._repr_markdown_()
+    assert text.startswith("```{table} A caption\n:name: tab-test\n")
+    assert "mean test" in text and "('mean'" not in text and "lr\\|x 1" in text

@@ -216,6 +216,24 @@ def overlay(ours: pd.DataFrame, theirs: pd.DataFrame | None, **kw):
     return curves(data, **kw)
 
 
+def markdown_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose labels read well in a Markdown table: multi-level labels joined with
+    spaces (not printed as tuples) and ``|`` escaped in labels and text cells."""
+    def flat(labels):
+        if isinstance(labels, pd.MultiIndex):
+            return [" ".join(str(part) for part in label if str(part)) for label in labels]
+        return [str(label) for label in labels]
+
+    def escape(value):
+        return value.replace("|", "\\|") if isinstance(value, str) else value
+
+    out = frame.copy()
+    out.columns = [escape(c) for c in flat(out.columns)]
+    out.index = pd.Index([escape(i) for i in flat(out.index)], name=escape(" ".join(
+        str(n) for n in out.index.names if n is not None)) or None) if isinstance(out.index, pd.MultiIndex) else out.index.map(escape)
+    return out.map(escape)
+
+
 class CaptionedTable:
     """A DataFrame shown as a numbered, captioned table in the book, and as plain text elsewhere.
 
@@ -227,7 +245,7 @@ class CaptionedTable:
         self.frame, self.caption, self.name, self.floatfmt = frame, caption, name, floatfmt
 
     def _repr_markdown_(self) -> str:
-        body = self.frame.to_markdown(floatfmt=self.floatfmt)
+        body = markdown_safe(self.frame).to_markdown(floatfmt=self.floatfmt)
         return f"```{{table}} {self.caption}\n:name: {self.name}\n\n{body}\n```\n"
 
     def __repr__(self) -> str:
