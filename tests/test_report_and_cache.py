@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import asdict
 import warnings
 
 import pytest
@@ -137,3 +138,15 @@ def test_captioned_tables_flatten_multilevel_labels_and_escape_pipes():
     text = captioned(frame, "A caption", "tab-test")._repr_markdown_()
     assert text.startswith("```{table} A caption\n:name: tab-test\n")
     assert "mean test" in text and "('mean'" not in text and "lr\\|x 1" in text
+
+
+def test_scoreboard_sets_tolerances_against_the_measured_seed_spread(tmp_path):
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text("- file: book/chapters/alpha\n")
+    rows = [asdict(report.compare("T", "acc", 0.90, 0.91, 0.02, seed_sd=0.005)),
+            asdict(report.compare("T", "loss", 1.0, 1.0, 0.1, seed_sd=float("nan")))]
+    summary = {"chapter": "alpha", "provenance": {"started": "2026-11-30T00:00:00Z"}, "rows": rows}
+    (tmp_path / "results" / "quick" / "alpha.json").write_text(json.dumps(summary))
+    page = scoreboard.render("quick", root=tmp_path)
+    spread = page.split("## Tolerances against the measured seed spread")[1].split("## Every published number")[0]
+    assert "acc" in spread and "0.005" in spread and "loss" not in spread  # NaN spread = not measured

@@ -43,6 +43,7 @@ class Row:
     tolerance_kind: str = "abs"
     section: str = ""
     note: str = ""
+    seed_sd: float | None = None  # measured seed-to-seed standard deviation of ours, where the chapter ran seeds
 
 
 @dataclass
@@ -85,10 +86,14 @@ def verdict(reported: float, reproduced: float | None, tolerance: float, kind: s
 
 
 def compare(experiment: str, quantity: str, reported: float, reproduced: float | None, tolerance: float,
-            kind: str = "abs", section: str = "", note: str = "", comparable: bool = True) -> Row:
+            kind: str = "abs", section: str = "", note: str = "", comparable: bool = True,
+            seed_sd: float | None = None) -> Row:
+    """One published number beside ours. ``seed_sd``: the seed-to-seed sd of ours, when measured
+    (the scoreboard shows it beside the tolerance it justifies)."""
     reproduced = None if reproduced is None else float(reproduced)
+    seed_sd = None if seed_sd is None or math.isnan(seed_sd) else float(seed_sd)
     return Row(experiment, quantity, float(reported), reproduced, float(tolerance),
-               verdict(reported, reproduced, tolerance, kind, comparable), kind, section, note)
+               verdict(reported, reproduced, tolerance, kind, comparable), kind, section, note, seed_sd)
 
 
 def rows_frame(rows: list[Row]) -> pd.DataFrame:

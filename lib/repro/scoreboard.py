@@ -75,8 +75,24 @@ def rows_table(summaries: dict[str, dict | None], root: Path = PROJECT_ROOT) -> 
             link = section_link(chapter, r.get("section", ""), r["experiment"], root)
             tol = f"±{r['tolerance']:g}" + {"abs": "", "rel": " rel.", "log10": " dec."}[r.get("tolerance_kind", "abs")]
             ours = "" if r["reproduced"] is None else f"{r['reproduced']:.6g}"
+            sd = r.get("seed_sd")
             rows.append({"chapter": chapter, "experiment": link, "quantity": r["quantity"],
-                         "reported": f"{r['reported']:.6g}", "ours": ours, "tolerance": tol, "verdict": r["verdict"]})
+                         "reported": f"{r['reported']:.6g}", "ours": ours, "tolerance": tol,
+                         "seed sd": "" if sd is None else f"{sd:.3g}", "verdict": r["verdict"]})
+    return pd.DataFrame(rows)
+
+
+def spread_table(summaries: dict[str, dict | None]) -> pd.DataFrame:
+    """The rows whose chapter measured a seed-to-seed spread: tolerance against that spread."""
+    rows = []
+    for chapter, s in summaries.items():
+        for r in (s or {}).get("rows", []):
+            sd = r.get("seed_sd")
+            if sd is None or r.get("tolerance_kind", "abs") != "abs":
+                continue
+            rows.append({"chapter": chapter, "quantity": r["quantity"], "tolerance": f"{r['tolerance']:g}",
+                         "seed sd": f"{sd:.3g}", "tolerance / sd": f"{r['tolerance'] / sd:.1f}" if sd else "inf",
+                         "verdict": r["verdict"]})
     return pd.DataFrame(rows)
 
 
@@ -98,8 +114,16 @@ def render(profile: str, root: Path = PROJECT_ROOT) -> str:
                   counts_table({c: s for c, s in full.items() if s}, "full").to_markdown(index=False), "\n"]
     best = {c: (full[c] if full.get(c) and profile != "full" else current[c]) for c in chapters}
     best = {c: s for c, s in best.items() if s}
-    parts += ["## Every published number\n",
-              "From the full-profile run where one is committed, else from this build.\n"]
+    spread = spread_table(best)
+    parts += ["## Tolerances against the measured seed spread\n",
+              "Where a chapter trained its headline networks from several seeds, the standard deviation of our "
+              "number over those seeds is the yardstick of its tolerance: a tolerance of a few sd means a verdict "
+              "is not decided by the luck of one seed. Rows without a measured spread justify their tolerance in "
+              "the chapter (rounding, binomial error, data-copy differences).\n",
+              spread.to_markdown(index=False) if len(spread) else "No chapter of this build measured a seed spread.",
+              "\n## Every published number\n",
+              "From the full-profile run where one is committed, else from this build. `seed sd`: the measured "
+              "seed-to-seed standard deviation of ours, where the chapter ran seeds.\n"]
     table = rows_table(best, root)
     parts.append(table.to_markdown(index=False) if len(table) else "No summaries yet.")
     return "\n".join(parts) + "\n"
