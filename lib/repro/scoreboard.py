@@ -118,7 +118,9 @@ def render(profile: str, root: Path = PROJECT_ROOT) -> str:
     parts += ["## Tolerances against the measured seed spread\n",
               "Where a chapter trained its headline networks from several seeds, the standard deviation of our "
               "number over those seeds is the yardstick of its tolerance: a tolerance of a few sd means a verdict "
-              "is not decided by the luck of one seed. Rows without a measured spread justify their tolerance in "
+              "is not decided by the luck of one seed; a tolerance well below 1 sd means the chapter reran the "
+              "authors' own seed, so that only rounding separates the two numbers. Rows without a measured "
+              "spread justify their tolerance in "
               "the chapter (rounding, binomial error, data-copy differences).\n",
               spread.to_markdown(index=False) if len(spread) else "No chapter of this build measured a seed spread.",
               "\n## Every published number\n",
