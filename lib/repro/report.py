@@ -234,8 +234,11 @@ def markdown_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
     out = frame.copy()
     out.columns = [escape(c) for c in flat(out.columns)]
-    out.index = pd.Index([escape(i) for i in flat(out.index)], name=escape(" ".join(
-        str(n) for n in out.index.names if n is not None)) or None) if isinstance(out.index, pd.MultiIndex) else out.index.map(escape)
+    if isinstance(out.index, pd.MultiIndex):
+        name = escape(" ".join(str(n) for n in out.index.names if n is not None)) or None
+        out.index = pd.Index([escape(i) for i in flat(out.index)], name=name)
+    else:
+        out.index = out.index.map(escape)
     return out.map(escape)
 
 

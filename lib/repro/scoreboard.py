@@ -120,8 +120,7 @@ def render(profile: str, root: Path = PROJECT_ROOT) -> str:
               "number over those seeds is the yardstick of its tolerance: a tolerance of a few sd means a verdict "
               "is not decided by the luck of one seed; a tolerance well below 1 sd means the chapter reran the "
               "authors' own seed, so that only rounding separates the two numbers. Rows without a measured "
-              "spread justify their tolerance in "
-              "the chapter (rounding, binomial error, data-copy differences).\n",
+              "spread justify their tolerance in the chapter (rounding, binomial error, data-copy differences).\n",
               spread.to_markdown(index=False) if len(spread) else "No chapter of this build measured a seed spread.",
               "\n## Every published number\n",
               "From the full-profile run where one is committed, else from this build. `seed sd`: the measured "
