@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cache, gradcheck
+from . import gradcheck, store
 from .config import check_choice
 from .data import Split
 from .engine import fit
@@ -497,7 +497,7 @@ def search(pairs: pd.DataFrame, train_split: Split, valid_split: Split, *, dims:
                    "init_std": init_std, "seed": seed, "batch_size": batch_size, "batch_norm": batch_norm,
                    "softmax_shift": softmax_shift,
                    "dtype": str(dtype), "sizes": [len(train_split), len(valid_split)]}
-            result = cache.cached(settings, f"{experiment}-{start}", key, run)
+            result = store.cached(settings, f"{experiment}-{start}", key, run)
         else:
             result = run()
         parts.append(chunk.reset_index(drop=True).assign(valid_accuracy=result["accuracy"], valid_loss=result["loss"],

@@ -89,6 +89,10 @@ class Settings:
     threads: int
     knobs: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
+    max_minutes: float | None = None  # a full experiment missing from the store may take this long (None: no limit)
+    experiments: list = field(default_factory=list)  # the result store's log: what was loaded or computed
+    plan: object = None  # repro.store.Plan of a full run
+    costs: dict = field(default_factory=dict)  # knob -> repro.store.Cost
 
     def __getitem__(self, key):
         return self.knobs[key]
@@ -111,8 +115,8 @@ def compute_threads() -> int:
 
 def resolve(chapter: str, profile: str, profile_table: dict, *, seed: int = 0, device: str = "auto",
             data_dir: str = "auto", results_dir: str = "auto", cache: bool = True,
-            cache_dir: str = "auto",
-            overrides: dict | None = None, knob_checks: dict | None = None) -> Settings:
+            cache_dir: str = "auto", max_minutes: float | None = None,
+            overrides: dict | None = None, knob_checks: dict | None = None, costs: dict | None = None) -> Settings:
     """Validate a chapter's parameters and merge the profile's knobs with explicit overrides.
 
     ``profile_table`` maps profile -> {knob: value}. ``overrides`` holds the notebook's own
@@ -127,6 +131,8 @@ def resolve(chapter: str, profile: str, profile_table: dict, *, seed: int = 0, d
     check_type("results_dir", results_dir, str)
     check_type("cache", cache, bool)
     check_type("cache_dir", cache_dir, str)
+    if max_minutes is not None:
+        check_positive("max_minutes", max_minutes, float, allow_zero=True)
     for name, value in (("data_dir", data_dir), ("results_dir", results_dir), ("cache_dir", cache_dir)):
         if not value:
             raise ParameterError(f"parameter {name!r} must be a folder or 'auto', not empty")
@@ -139,6 +145,8 @@ def resolve(chapter: str, profile: str, profile_table: dict, *, seed: int = 0, d
     for name, check in (knob_checks or {}).items():
         check(name, knobs[name])
     dev = pick_device(device)
+    # An experiment missing from the store may take 10 minutes on a CPU, any time on a GPU; 0 lifts the limit.
+    limit = (None if dev.type == "cuda" else 10.0) if max_minutes is None else (max_minutes or None)
     threads = SMOKE_THREADS if profile == "smoke" else compute_threads()
     torch.set_num_threads(threads)
     if profile == "smoke":
@@ -147,7 +155,11 @@ def resolve(chapter: str, profile: str, profile_table: dict, *, seed: int = 0, d
     cdir = (default_cache_dir() if cache_dir == "auto" else Path(cache_dir).expanduser()) if cache else None
     parameters = dict(profile=profile, seed=seed, device=device, data_dir=data_dir,
                       results_dir=str(results), cache=cache, **knobs)
-    return Settings(chapter=chapter, profile=profile, seed=seed, device=dev,
+    settings = Settings(chapter=chapter, profile=profile, seed=seed, device=dev,
                     data_dir=default_data_dir() if data_dir == "auto" else Path(data_dir).expanduser(),
                     results_dir=results, cache_dir=cdir, threads=threads, knobs=knobs,
-                    parameters=parameters)
+                    parameters={**parameters, "max_minutes": limit}, max_minutes=limit)
+    if costs:
+        from .store import plan  # what a full run loads, computes or leaves out (before any work)
+        plan(settings, costs, profile_table.get("quick", knobs))
+    return settings

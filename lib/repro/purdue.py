@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import cache
+from . import store
 from .config import check_choice
 from .data import Split
 from .engine import evaluate, fit
@@ -156,7 +156,7 @@ def run_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Spl
         return train_family(configs, train, evaluate_on, **kw)
     key = {"configs": list(configs), "fit": kw, "sizes": [len(train)] + [len(s) for s in evaluate_on.values()],
            **(cache_config or {})}
-    return cache.cached(settings, experiment, key, lambda: train_family(configs, train, evaluate_on, **kw))
+    return store.cached(settings, experiment, key, lambda: train_family(configs, train, evaluate_on, **kw))
 
 
 def final_numbers(history: pd.DataFrame) -> pd.DataFrame:

@@ -173,6 +173,9 @@ def write_summary(settings, rows: list[Row], started: float, extra: dict | None 
         "headline": headline,
         "rows": [asdict(r) for r in rows],
         "deviations": [asdict(d) for d in deviations or []],
+        # the result store's log (what was loaded, from where, or computed) and what a full run left out
+        "experiments": getattr(settings, "experiments", []),
+        "not_run": dict(settings.plan.not_run) if getattr(settings, "plan", None) else {},
     }
     if extra:
         summary.update(extra)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from . import cache
+from . import store
 from .data import Split
 from .engine import cross_entropy, fit
 from .models import MLPFamily
@@ -86,9 +86,9 @@ def train_mlp_sweep(configs: Sequence[dict], train: Split, evaluate_on: dict[str
             return train_family(members, train, evaluate_on, **kw)
 
         if settings is not None:
-            key = {"members": members, "fit": {k: v for k, v in kw.items() if k != "eval_loss"},
+            key = {"members": members, "fit": kw,  # the data itself is keyed by content (repro.fingerprint)
                    "sizes": [len(train)] + [len(s) for s in evaluate_on.values()], **(cache_config or {})}
-            history = cache.cached(settings, experiment, key, run)
+            history = store.cached(settings, experiment, key, run)
         else:
             history = run()
         shared = {k: v for k, v in members[0].items() if k not in MEMBER_KEYS}

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import cache
+from . import store
 from .data import Split
 from .engine import cross_entropy
 
@@ -221,7 +221,7 @@ def train_monitored(configs: Sequence[dict], train: Split, evaluate_on: dict[str
         return {"history": history, "final": final, "metrics": metrics, "histograms": monitor.histograms,
                 "best_step": history.attrs.get("best_step"), "stopped_at": history.attrs.get("stopped_at_step")}
 
-    out = cache.cached(settings, experiment, key, run) if settings is not None else run()
+    out = store.cached(settings, experiment, key, run) if settings is not None else run()
     return Monitored(configs=configs, **out)
 
 

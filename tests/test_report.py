@@ -1,12 +1,11 @@
 import json
 import math
 from dataclasses import asdict
-import warnings
 
 import pytest
 import torch
 
-from repro import cache, config, report, scoreboard
+from repro import config, report, scoreboard
 
 
 @pytest.mark.parametrize("reported, ours, tol, kind, expected", [
@@ -54,36 +53,6 @@ def test_scoreboard_counts_verdicts_and_shows_missing_chapters(tmp_path):
     assert "| alpha" in page and "| beta" in page and "missing" in page
     line = next(l for l in page.splitlines() if l.startswith("| alpha"))
     assert [c.strip() for c in line.strip("|").split("|")][2:] == ["1", "1", "1", "1", "1"]
-
-
-def test_cache_hits_misses_and_recovers_from_corruption(tmp_path):
-    s = settings_for(tmp_path)
-    calls = []
-    compute = lambda: calls.append(1) or {"x": torch.arange(3)}
-    first = cache.cached(s, "exp", {"a": 1}, compute)
-    again = cache.cached(s, "exp", {"a": 1}, compute)
-    assert len(calls) == 1 and torch.equal(first["x"], again["x"])
-    cache.cached(s, "exp", {"a": 2}, compute)
-    assert len(calls) == 2
-    for entry in (tmp_path / "cache" / "toy").glob("exp-*.pt"):
-        entry.write_bytes(entry.read_bytes()[:-10])  # truncated
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        cache.cached(s, "exp", {"a": 1}, compute)
-    assert len(calls) == 3 and any("recomputing" in str(x.message) for x in w)
-    assert not list((tmp_path / "cache" / "toy").glob("*.tmp*"))
-
-
-def test_cache_can_be_switched_off(tmp_path, monkeypatch):
-    s = settings_for(tmp_path)
-    calls = []
-    compute = lambda: calls.append(1) or 1
-    monkeypatch.setenv("REPRO_NO_CACHE", "1")
-    cache.cached(s, "exp", {}, compute)
-    cache.cached(s, "exp", {}, compute)
-    assert len(calls) == 2
-    off = config.resolve("toy", "smoke", {"smoke": {}}, cache=False)
-    assert off.cache_dir is None
 
 
 @pytest.mark.parametrize("kwargs, message", [
