@@ -6,7 +6,8 @@ SHELL := bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PROFILE ?= quick
+PROFILE ?= full
+VERIFY_BUDGET ?= 300
 DATA_DIR ?= $(HOME)/.cache/dl-repro-book/data
 SHARED_DATA ?= ../shared/datasets
 export DATA_DIR
@@ -17,13 +18,15 @@ EXECUTED := $(CHAPTERS:%=book/chapters/%.ipynb)
 GOLDENS := $(CHAPTERS:%=tests/golden/%.ipynb)
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: book env data chapters site test unit site-smoke golden scoreboard check-site bench clean help
+.PHONY: book env data chapters site test unit site-smoke golden scoreboard check-site bench clean help store verify
 
 help:
 	@echo "make book     - environment, data, every chapter at PROFILE=$(PROFILE), then the site (_build/html)"
 	@echo "make test     - environment, data, unit tests and nbval on the smoke-profile goldens"
 	@echo "make golden   - regenerate tests/golden/*.ipynb (papermill, profile smoke)"
 	@echo "make bench    - speed benchmark (bench/results.json)"
+	@echo "make store CHAPTER=c - add the entries of c's finished full run to the committed store (results/store)"
+	@echo "make verify   - re-compute a sample of the committed store (VERIFY_BUDGET=$(VERIFY_BUDGET) s) and list what it lacks"
 
 # ---- environment: created once, refreshed when the pins change
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -89,6 +92,14 @@ golden: env data
 
 check-site: env
 	$(PY) -m repro.sitecheck _build/html --screenshots _build/screenshots
+
+# ---- the committed result store (results/store): add a finished full run, re-check a sample
+store: env
+	@test -n "$(CHAPTER)" || { echo "usage: make store CHAPTER=<chapter> (after python -m repro.run <chapter> -p profile full)"; exit 2; }
+	$(PY) -m repro.store add $(CHAPTER)
+
+verify: env data
+	$(PY) -m repro.verify --budget $(VERIFY_BUDGET)
 
 bench: env data
 	$(PY) bench/bench.py

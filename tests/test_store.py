@@ -242,3 +242,27 @@ def test_max_minutes_is_checked_before_any_work(tmp_path):
     for bad in (-1, "10", True):
         with pytest.raises(config.ParameterError, match="max_minutes"):
             settings_for(tmp_path, "full", max_minutes=bad)
+
+
+def test_verify_samples_the_cheapest_entries_within_the_budget(tmp_path, monkeypatch):
+    from repro import verify
+
+    entries = {"a": [dict(chapter="a", key="k1", wall_seconds=5), dict(chapter="a", key="k2", wall_seconds=500)],
+               "b": [dict(chapter="b", key="k3", wall_seconds=20)]}
+    monkeypatch.setattr(verify, "stored_entries", lambda chapter: entries[chapter])
+    chosen = verify.sample(["a", "b"], budget_s=30)
+    assert {c: [e["key"] for e in es] for c, es in chosen.items()} == {"a": ["k1"], "b": ["k3"]}
+
+
+def test_a_rebuild_from_the_store_keeps_the_training_runs_summary(tmp_path):
+    from repro import report
+
+    s = settings_for(tmp_path, "full")
+    s.experiments.append({"experiment": "e", "key": "k", "source": "computed"})
+    path = report.write_summary(s, [report.compare("T", "a", 1.0, 1.0, 0.1)], started=0.0)
+    trained = path.read_text()
+    s.experiments[0]["source"] = "store"
+    report.write_summary(s, [report.compare("T", "a", 1.0, 1.0, 0.1)], started=100.0)
+    assert path.read_text() == trained  # same rows, same experiments: the record of the run that trained stays
+    report.write_summary(s, [report.compare("T", "a", 1.0, 1.01, 0.1)], started=100.0)
+    assert path.read_text() != trained

@@ -181,10 +181,25 @@ def write_summary(settings, rows: list[Row], started: float, extra: dict | None 
         summary.update(extra)
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     path = settings.results_dir / f"{settings.chapter}.json"
+    if _same_results(read_summary(path), summary):
+        return path  # a rebuild from the store: keep the summary of the run that trained (its provenance)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=1, default=str))
     os.replace(tmp, path)
     return path
+
+
+def _same_results(old: dict | None, new: dict) -> bool:
+    """Same chapter, parameters, rows and experiments (by key): a rebuild that changed nothing."""
+    from .store import PLUMBING
+
+    plain = lambda v: json.loads(json.dumps(v, default=str))
+    choices = lambda s: {k: v for k, v in plain(s.get("parameters", {})).items() if k not in PLUMBING}
+    if not old or choices(old) != choices(new) or any(old.get(k) != plain(new.get(k))
+                                                      for k in ("chapter", "profile", "rows", "not_run")):
+        return False
+    keys = lambda s: sorted(str(e.get("key")) for e in s.get("experiments", []))
+    return keys(old) == keys(new) and all(e.get("key") for e in new.get("experiments", []))
 
 
 def read_summary(path: Path) -> dict | None:

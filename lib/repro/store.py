@@ -166,7 +166,8 @@ def cached(settings, experiment: str, config: dict, compute: Callable[[], object
     key = key_of(settings.chapter, experiment, config, compute)
     config_digest = fingerprint(config)
     verify_keys = _verify_keys()
-    for source, root in (("cache", settings.cache_dir), ("store", STORE_DIR)):
+    store_only = os.environ.get("REPRO_STORE_ONLY") == "1"  # make verify: what the store holds, nothing local
+    for source, root in ((("cache", settings.cache_dir),) if not store_only else ()) + (("store", STORE_DIR),):
         path = entry_path(root, settings.chapter, experiment, key)
         if not path.exists():
             continue
@@ -181,7 +182,7 @@ def cached(settings, experiment: str, config: dict, compute: Callable[[], object
         _log(settings, experiment=experiment, key=key, source=source, wall_seconds=side.get("wall_seconds"),
              stored=side.get("created"), commit=side.get("commit"), machine=side.get("machine", {}))
         return value
-    if os.environ.get("REPRO_STORE_ONLY") == "1":
+    if store_only:
         return _stale_or_missing(settings, experiment, key, config_digest)
     _refuse_if_too_long(settings, experiment)
     started = time.time()
@@ -235,12 +236,21 @@ def _matches(experiment: str, patterns) -> bool:
     return any(fnmatch.fnmatchcase(experiment, p) for p in patterns)
 
 
+def _choices(parameters: dict, knobs) -> dict:
+    """A run's choices (seeds, data set, variants), without the knobs that size its parts."""
+    return {k: v for k, v in parameters.items() if k not in knobs and k not in PLUMBING}
+
+
 def in_store(settings, patterns, wanted: dict | None = None, root: Path | None = None) -> bool:
-    """True when the store holds full-size entries of these experiments for this run's parameters."""
-    wanted = run_parameters(settings) if wanted is None else wanted
+    """True when the store holds full-size entries of these experiments, made with this run's choices.
+
+    Only a look-up can tell whether an entry fits the current code exactly (its key); a planned
+    part that then misses is refused with a clear message, never silently started.
+    """
+    wanted = _choices(settings.parameters, settings.knobs) if wanted is None else wanted
     found = [e for e in stored_entries(settings.chapter, root)
-             if _matches(e.get("experiment", ""), patterns) and not e.get("reduced")
-             and e.get("parameters") == wanted]
+             if _matches(e.get("experiment", ""), patterns) and not e.get("reduced") and e.get("profile") == "full"
+             and _choices(e.get("parameters", {}), settings.knobs) == wanted]
     return all(any(_matches(e["experiment"], [p]) for e in found) for p in patterns)
 
 
@@ -258,7 +268,7 @@ def plan(settings, costs: dict[str, Cost], quick_knobs: dict) -> Plan:
     if settings.profile != "full":
         return result
     on_gpu = settings.device.type == "cuda"
-    wanted = run_parameters(settings)
+    wanted = _choices(settings.parameters, settings.knobs)
     for part, cost in costs.items():
         minutes = cost.gpu_minutes if on_gpu and cost.gpu_minutes is not None else cost.minutes
         if enabled(settings.cache_dir) and in_store(settings, cost.experiments, wanted):
