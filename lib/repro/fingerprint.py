@@ -88,7 +88,8 @@ def _names(code: types.CodeType) -> set[str]:
 
 class _Walker:
     def __init__(self):
-        self.parts: dict[str, str] = {}  # qualified name -> digest of its description
+        self.parts: dict[int, tuple[str, str]] = {}  # id -> (qualified name, digest of its description)
+        self.where: dict[int, str] = {}  # id -> module.qualname, for people reading a sidecar
         self.seen: set[int] = set()
 
     # -- values
@@ -136,14 +137,18 @@ class _Walker:
             return ",".join(self.add(f) for f in (obj.fget, obj.fset) if f is not None)
         if hasattr(obj, "func") and hasattr(obj, "args") and hasattr(obj, "keywords"):  # functools.partial
             return (f"partial({self.add(obj.func)},{self.value(obj.args)},{self.value(obj.keywords)})")
-        name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+        qualname = getattr(obj, "__qualname__", getattr(obj, "__name__", "?"))
         if isinstance(obj, types.ModuleType):
-            return f"module:{obj.__name__}"
+            return "module:project" if is_project(obj) else f"module:{obj.__name__}"
         if not is_project(obj):
-            return name
+            return f"{getattr(obj, '__module__', '?')}.{qualname}"
+        # Project code is named without its module: moving a function to another module (a layout
+        # change) keeps the key; editing it does not.
+        name = qualname
         if id(obj) in self.seen:
             return name
         self.seen.add(id(obj))
+        self.where[id(obj)] = f"{getattr(obj, '__module__', '?')}.{qualname}"
         if isinstance(obj, type):
             members = []
             for attr, member in sorted(vars(obj).items()):
@@ -151,10 +156,10 @@ class _Walker:
                     continue
                 members.append(f"{attr}={self.value(member)}")
             bases = [self.add(b) for b in obj.__bases__]
-            self.parts[name] = hashlib.sha256(f"class {bases} {members}".encode()).hexdigest()
+            self.parts[id(obj)] = (name, hashlib.sha256(f"class {bases} {members}".encode()).hexdigest())
             return name
         if isinstance(obj, types.FunctionType):
-            self.parts[name] = "pending"
+            self.parts[id(obj)] = (name, "pending")
             text = [code_text(obj)]
             for label, values in (("defaults", obj.__defaults__), ("kwdefaults", obj.__kwdefaults__)):
                 if values:
@@ -166,7 +171,7 @@ class _Walker:
                     except ValueError:  # an empty cell
                         text.append(f"closure {var}=<empty>")
             text.extend(self._globals(obj))
-            self.parts[name] = hashlib.sha256("\n".join(text).encode()).hexdigest()
+            self.parts[id(obj)] = (name, hashlib.sha256("\n".join(text).encode()).hexdigest())
             return name
         return name
 
@@ -195,7 +200,7 @@ def fingerprint(*objects) -> str:
     """Digest of everything the given compute functions and values depend on (see module doc)."""
     walker = _Walker()
     roots = [walker.value(obj) for obj in objects]
-    text = "\n".join(roots + [f"{k}:{v}" for k, v in sorted(walker.parts.items())])
+    text = "\n".join(roots + sorted(f"{name}:{digest}" for name, digest in walker.parts.values()))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -204,6 +209,6 @@ def dependencies(*objects) -> list[str]:
     walker = _Walker()
     for obj in objects:
         walker.value(obj)
-    return sorted(walker.parts)
+    return sorted(walker.where.values())
 
 
