@@ -37,6 +37,13 @@ def test_a_constant_cannot_match_a_wide_column_either():
     assert sum(r.verdict == "match" for r in rows) <= 1
 
 
+def test_a_tolerance_wider_than_the_late_steps_of_a_series_is_caught():
+    normal = [1.95, 1.575, 1.389, 1.279, 1.136, 1.024, 0.951, 0.903, 0.817, 0.801]
+    rows = vd.compare_column("T1", [f"e{i}" for i in range(10)], normal, normal, vd.numerical_bound(0.05, "b"),
+                             within="neighbours")
+    assert rows[0].verdict == "match" and rows[-1].verdict == "uninformative"  # 0.05 > half of 0.817 - 0.801
+
+
 def test_a_tolerance_wider_than_its_column_is_caught():
     rows = column([0.97, 0.971, 0.972], [0.97, 0.971, 0.972], vd.numerical_bound(0.002, "b"))
     assert all(r.verdict == "uninformative" and r.flag for r in rows)
@@ -82,6 +89,7 @@ def test_a_duplicated_row_is_caught_and_exact_repeats_merge():
     b = vd.compare("Table 2", "(784, 256) relu lr 0.05: valid", 0.9781, 0.978, vd.numerical_bound(0.002, "b"))
     with pytest.raises(vd.DuplicateRowError):
         vd.check_distinct([a, b])  # same quantity, same number, two tables
+    assert len(vd.distinct([a, b])) == 1
     merged = vd.distinct([a, vd.compare("Table 2", "x", 0.9781, 0.978, vd.numerical_bound(0.002, "b"), key=a.key)])
     assert len(merged) == 1 and merged[0].also_in == "Table 2"
     c = vd.compare("Table 2", "other", 0.9782, 0.978, vd.numerical_bound(0.002, "b"), key=a.key)

@@ -154,12 +154,19 @@ def claim_all(name: str, statement: str, section: str, checks: dict, rule: str, 
     ev = {"cases": len(checks), "failing": len(failing)}
     if failing:
         ev["first failing"] = str(failing[0])
-    return claim(name, statement, section, not failing, rule, {**ev, **(evidence or {})}, ran, why)
+    holds = (not failing) if checks else None  # nothing to check (e.g. one epoch of a per-epoch trend): no reading
+    return claim(name, statement, section, holds, rule, {**ev, **(evidence or {})}, ran, why)
 
 
 # ------------------------------------------------------------------------- showing claims
+def section_label(section: str) -> str:
+    """'2-hyper-parameter-search-tables-2-and-3' -> '§2'; a section without a number is kept."""
+    m = re.match(r"(\d+)[.-]", section)
+    return f"§{m.group(1)}" if m else section
+
+
 def claims_frame(claims: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": c.statement, "section": c.section, "status": c.status,
+    return pd.DataFrame([{"claim": c.statement, "section": section_label(c.section), "status": c.status,
                           "this run": c.observed or "-", "rule": c.rule or c.why,
                           "evidence": c.evidence_text()} for c in claims])
 

@@ -232,18 +232,26 @@ def compare(experiment: str, quantity: str, reported: float, reproduced: float |
 
 
 def compare_column(experiment: str, quantities: list[str], reported: list[float], reproduced: list,
-                   tolerance, *, wide: str = "flag", **kw) -> list[Row]:
+                   tolerance, *, wide: str = "flag", within: str = "column", **kw) -> list[Row]:
     """A column of a report's table beside ours. ``tolerance``: one :class:`Tolerance`, or one per
-    row; each is checked against half the spread of the column's reported values (rule 2)."""
+    row; each is checked against half the spread of the reported values it is compared within
+    (rule 2): the whole column, or, for a series such as a loss per epoch (``within="neighbours"``),
+    the row and its neighbours, so that a constant cannot match a stretch of the curve either."""
     if not (len(quantities) == len(reported) == len(reproduced)):
         raise ValueError("compare_column: quantities, reported and reproduced differ in length")
+    if within not in ("column", "neighbours"):
+        raise ValueError(f"within must be 'column' or 'neighbours', got {within!r}")
     tols = list(tolerance) if isinstance(tolerance, (list, tuple)) else [tolerance] * len(reported)
     kinds = {as_tolerance(t).kind for t in tols}
     if len(kinds) != 1:
         raise ValueError("compare_column: one tolerance kind per column")
-    spread = column_spread(reported, kinds.pop())
-    return [compare(experiment, q, r, o, t, column_spread_=spread, wide=wide, **kw)
-            for q, r, o, t in zip(quantities, reported, reproduced, tols)]
+    kind = kinds.pop()
+    if within == "column":
+        spreads = [column_spread(reported, kind)] * len(reported)
+    else:
+        spreads = [column_spread(reported[max(0, i - 1):i + 2], kind) for i in range(len(reported))]
+    return [compare(experiment, q, r, o, t, column_spread_=sp, wide=wide, **kw)
+            for q, r, o, t, sp in zip(quantities, reported, reproduced, tols, spreads)]
 
 
 def inconsistency(experiment: str, quantity: str, reported: float, evidence: str, section: str = "",
@@ -293,14 +301,18 @@ def check_distinct(rows: list[Row]) -> None:
 
 
 def distinct(rows: list[Row]) -> list[Row]:
-    """One row per key: rows with the same key and the same reported and reproduced numbers merge
+    """One row per quantity: rows with the same key (or the same quantity printed with the same
+    number, as :func:`duplicates` finds them) and the same reported and reproduced numbers merge
     into the first (its ``also_in`` names the other tables); the same key with different reported
     numbers is a report inconsistency and is refused here (record it with :func:`inconsistency`)."""
     out: dict[str, Row] = {}
+    by_identity: dict[tuple, str] = {}
     for r in rows:
         k = r.key or f"{r.experiment} | {r.quantity}"
+        k = k if k in out else by_identity.get(_identity(r), k)  # the same quantity printed with the same number
         if k not in out:
             out[k] = r
+            by_identity[_identity(r)] = k
             continue
         first = out[k]
         if first.reported != r.reported:
