@@ -38,9 +38,11 @@ class Claim:
         """One generated sentence: what the run shows about the claim."""
         if self.status == "cannot be tested":
             return f"cannot be tested: {self.why}"
-        shown = f"{self.observed} ({self.evidence_text()})" if self.observed else "no evidence"
         if self.status == "not run":
-            return f"not run at the report's settings ({self.why}); on this run's numbers it {shown}"
+            if not self.observed:
+                return f"not run ({self.why})"
+            return (f"not run at the report's settings ({self.why}); this run's numbers: it {self.observed} "
+                    f"({self.evidence_text()})")
         return f"{self.status}: {self.evidence_text()}"
 
 
