@@ -81,7 +81,9 @@ def headline_table(summaries: dict[str, dict | None]) -> pd.DataFrame:
         if s is None:
             rows.append({"chapter": chapter, "from": "missing"})
             continue
-        line = {"chapter": chapter, "from": f"{s.get('profile', '?')} ({s['provenance'].get('started', '?')[:10]})"}
+        ruled = "verdicts_by_kind" in s  # written under the tolerance rule (row kinds, claims)
+        line = {"chapter": chapter, "from": f"{s.get('profile', '?')} ({s['provenance'].get('started', '?')[:10]})"
+                + ("" if ruled else ", before the tolerance rule: re-run to re-judge")}
         claims = s.get("claims")
         listed = claims is not None and s.get("claims_counted") is not None
         for status in CLAIM_STATUSES:
