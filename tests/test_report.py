@@ -9,10 +9,10 @@ from repro import config, report, scoreboard
 
 
 @pytest.mark.parametrize("reported, ours, tol, kind, expected", [
-    (1.0, 1.05, 0.1, "abs", "match"), (1.0, 1.25, 0.1, "abs", "close"), (1.0, 1.31, 0.1, "abs", "differs"),
-    (2.0, 2.019, 0.01, "rel", "match"), (2.0, 2.05, 0.01, "rel", "close"),
-    (1e-11, 5e-11, 1.0, "log10", "match"), (1e-11, 1e-13, 1.0, "log10", "close"), (0.0, 0.0, 1.0, "log10", "match"),
-    (0.0, 1e-12, 1.0, "log10", "differs"), (0.9, None, 0.1, "abs", "not run"),
+    (1.0, 1.05, 0.1, "abs", "match"), (1.0, 1.15, 0.1, "abs", "close"), (1.0, 1.25, 0.1, "abs", "differs"),
+    (2.0, 2.019, 0.01, "rel", "match"), (2.0, 2.03, 0.01, "rel", "close"), (2.0, 2.05, 0.01, "rel", "differs"),
+    (1e-11, 1.5e-11, 0.25, "log10", "match"), (1e-11, 2.5e-11, 0.25, "log10", "close"),
+    (0.0, 0.0, 0.25, "log10", "match"), (0.0, 1e-12, 0.25, "log10", "differs"), (0.9, None, 0.1, "abs", "not run"),
 ])
 def test_verdict_rules(reported, ours, tol, kind, expected):
     assert report.verdict(reported, ours, tol, kind) == expected
@@ -51,8 +51,9 @@ def test_scoreboard_counts_verdicts_and_shows_missing_chapters(tmp_path):
     (tmp_path / "results" / "quick" / "alpha.json").write_text(json.dumps(summary))
     page = scoreboard.render("quick", root=tmp_path)
     assert "| alpha" in page and "| beta" in page and "missing" in page
-    line = next(l for l in page.splitlines() if l.startswith("| alpha"))
-    assert [c.strip() for c in line.strip("|").split("|")][2:] == ["1", "1", "1", "1", "1"]
+    build = page.split("## Verdicts of this build")[1]
+    line = next(l for l in build.splitlines() if l.startswith("| alpha"))
+    assert [c.strip() for c in line.strip("|").split("|")][2:] == ["1", "1", "1", "1", "1", "0", "0", "0"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -119,3 +120,27 @@ def test_scoreboard_sets_tolerances_against_the_measured_seed_spread(tmp_path):
     page = scoreboard.render("quick", root=tmp_path)
     spread = page.split("## Tolerances against the measured seed spread")[1].split("## Every published number")[0]
     assert "acc" in spread and "0.005" in spread and "loss" not in spread  # NaN spread = not measured
+
+
+def test_scoreboard_headline_counts_claims_and_trained_rows_apart_from_checks(tmp_path):
+    from repro import claims as cl
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text("- file: book/chapters/alpha\n- file: book/chapters/beta\n")
+    s = settings_for(tmp_path, "alpha")
+    s.results_dir = tmp_path / "results" / "quick"
+    rows = [report.compare("T", "acc", 0.9, 0.9, report.printed_precision("0.9")),
+            report.compare("T", "loss", 1.0, 1.5, report.printed_precision("1.0")),
+            report.compare("G", "grad error", 1e-8, 1.1e-8, report.numerical_bound(0.1, "b", "log10"), row_kind="numerical"),
+            report.compare("P", "parameters", 100, 100, report.exact(), row_kind="arithmetic")]
+    claims = [cl.claim_between("a", "accuracy high", "T", 0.9, 0.8, 1.0, "acc"),
+              cl.claim_between("b", "loss low", "T", 1.5, 0.0, 1.2, "loss")]
+    report.write_summary(s, rows, 0.0, claims=claims)
+    page = scoreboard.render("quick", root=tmp_path)
+    head = page.split("## Headline")[1].split("### Claims that fail")[0]
+    line = next(l for l in head.splitlines() if l.startswith("| alpha"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2:6] == ["1", "1", "0", "0"]  # claims held, failed, not run, cannot be tested
+    assert cells[6:9] == ["1", "0", "1"]  # trained match, close, differs: the gradient and count rows are apart
+    assert "**overall**" in head and "loss low" in page.split("### Claims that fail")[1]
+    apart = page.split("## Checks listed apart")[1].split("## Verdicts of this build")[0]
+    assert "numerical" in apart and "arithmetic" in apart

@@ -2,10 +2,11 @@
 
 One data path (:mod:`repro.data`), one training engine (:mod:`repro.engine`, with model
 families from :mod:`repro.models` and :mod:`repro.optim`), one gradient check
-(:mod:`repro.gradcheck`), one reporting path (:mod:`repro.report`), a result store
+(:mod:`repro.gradcheck`), one reporting path (:mod:`repro.report`, with the tolerance rule of
+:mod:`repro.verdicts` and the reports' conclusions as :mod:`repro.claims`), a result store
 (:mod:`repro.store`, keyed by :mod:`repro.fingerprint`) and parameter handling (:mod:`repro.config`).
 """
-from . import config, data, engine, fingerprint, gradcheck, models, optim, report, store
+from . import claims, config, data, engine, fingerprint, gradcheck, models, optim, report, store, verdicts
 from .config import ParameterError, Settings, resolve
 from .data import Dataset, MissingDataError, Split, load_cifar10, load_mnist
 from .engine import clipped_cross_entropy, cross_entropy, evaluate, fit
@@ -14,7 +15,7 @@ from .optim import FamilySGD
 from .report import Row, compare, comparison_table, write_summary
 
 __all__ = [
-    "config", "data", "engine", "fingerprint", "gradcheck", "models", "optim", "report", "store",
+    "claims", "config", "data", "engine", "fingerprint", "gradcheck", "models", "optim", "report", "store", "verdicts",
     "ParameterError", "Settings", "resolve",
     "Dataset", "MissingDataError", "Split", "load_cifar10", "load_mnist",
     "clipped_cross_entropy", "cross_entropy", "evaluate", "fit",

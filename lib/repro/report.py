@@ -1,14 +1,11 @@
-"""Reported-vs-reproduced rows, verdicts, tables, figures and the chapter summary JSON.
+"""Reported-vs-reproduced rows, claims tables, figures and the chapter summary JSON (every chapter).
 
-Every chapter builds its comparison through :func:`compare` and writes
-``<results_dir>/<chapter>.json`` with :func:`write_summary`; the book's scoreboard reads
-those files.
-
-Verdicts: ``match`` (|ours - reported| within the tolerance), ``close`` (within 3x),
-``differs`` (beyond), ``not run`` (the profile skipped it), ``not comparable`` (the run
-used other data than the report, e.g. Fashion-MNIST). Tolerance kinds: ``abs`` (same units
-as the number), ``rel`` (a fraction of the reported value), ``log10`` (decades, for
-quantities that span orders of magnitude such as finite-difference errors).
+Every chapter builds its comparison through :func:`compare` / :func:`compare_column` and its
+conclusions through :mod:`repro.claims`, and writes ``<results_dir>/<chapter>.json`` with
+:func:`write_summary`; the book's scoreboard reads those files. The tolerance rule, the
+verdicts (``match``, ``close`` = within 2x, ``differs``, ``not run``, ``not comparable``,
+``uninformative``, ``inconsistency``, ``cannot be tested``) and the row kinds live in
+:mod:`repro.verdicts`.
 """
 from __future__ import annotations
 
@@ -27,23 +24,11 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-VERDICTS = ("match", "close", "differs", "not run", "not comparable")
-TOLERANCE_KINDS = ("abs", "rel", "log10")
-CLOSE_FACTOR = 3
-
-
-@dataclass
-class Row:
-    experiment: str
-    quantity: str
-    reported: float
-    reproduced: float | None
-    tolerance: float
-    verdict: str
-    tolerance_kind: str = "abs"
-    section: str = ""
-    note: str = ""
-    seed_sd: float | None = None  # measured seed-to-seed standard deviation of ours, where the chapter ran seeds
+from .claims import Claim, as_dicts, check_claims, claim_counts, claims_frame
+from .verdicts import (CLOSE_FACTOR, ROW_KINDS, SCORED, TOLERANCE_KINDS, VERDICTS, DuplicateRowError, Row,
+                       Tolerance, cannot_be_tested, check_distinct, column_spread, compare, compare_column, counts, distance,
+                       distinct, exact, inconsistency, judge, numerical_bound, printed_precision, seed_spread,
+                       verdict)
 
 
 @dataclass
@@ -59,62 +44,39 @@ class Deviation:
     default: str = "what was run"  # what the chapter reproduces by default (and the parameter for the other)
 
 
-def distance(reported: float, reproduced: float, kind: str) -> float:
-    if kind == "abs":
-        return abs(reproduced - reported)
-    if kind == "rel":
-        return abs(reproduced - reported) / abs(reported) if reported else (0.0 if reproduced == 0 else math.inf)
-    if kind == "log10":
-        if reported == 0 or reproduced == 0:
-            return 0.0 if reported == reproduced else math.inf
-        return abs(math.log10(abs(reproduced)) - math.log10(abs(reported)))
-    raise ValueError(f"unknown tolerance kind {kind!r}; known: {TOLERANCE_KINDS}")
-
-
-def verdict(reported: float, reproduced: float | None, tolerance: float, kind: str = "abs",
-            comparable: bool = True) -> str:
-    if reproduced is None or (isinstance(reproduced, float) and math.isnan(reproduced)):
-        return "not run"
-    if not comparable:
-        return "not comparable"
-    d = distance(reported, reproduced, kind)
-    if d <= tolerance:
-        return "match"
-    if d <= CLOSE_FACTOR * tolerance:
-        return "close"
-    return "differs"
-
-
-def compare(experiment: str, quantity: str, reported: float, reproduced: float | None, tolerance: float,
-            kind: str = "abs", section: str = "", note: str = "", comparable: bool = True,
-            seed_sd: float | None = None) -> Row:
-    """One published number beside ours. ``seed_sd``: the seed-to-seed sd of ours, when measured
-    (the scoreboard shows it beside the tolerance it justifies)."""
-    reproduced = None if reproduced is None else float(reproduced)
-    seed_sd = None if seed_sd is None or math.isnan(seed_sd) else float(seed_sd)
-    return Row(experiment, quantity, float(reported), reproduced, float(tolerance),
-               verdict(reported, reproduced, tolerance, kind, comparable), kind, section, note, seed_sd)
-
-
 def rows_frame(rows: list[Row]) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in rows])
 
 
-def comparison_table(rows: list[Row], digits: int = 4, index: str = "quantity") -> pd.DataFrame:
-    """The page's reported | ours | tolerance | verdict table, rounded for reading."""
+TOLERANCE_UNITS = {"abs": "", "rel": " (rel.)", "log10": " decades"}
+SOURCE_SHORT = {"printed precision": "printed", "seed spread": "seeds", "numerical bound": "bound", "exact": "exact",
+                "unstated": "unstated"}
+
+
+def comparison_table(rows: list[Row], digits: int = 4, index: str = "quantity", source: bool = False) -> pd.DataFrame:
+    """The page's reported | ours | tolerance | verdict table, rounded for reading. ``source``: add
+    where each tolerance comes from (printed precision, seed spread, numerical bound, exact)."""
     df = rows_frame(rows)
-    tol = df.apply(lambda r: f"±{r.tolerance:g}" + {"abs": "", "rel": " (rel.)", "log10": " decades"}[r.tolerance_kind],
-                   axis=1)
-    out = pd.DataFrame({index: df[index], "reported": df["reported"], "ours": df["reproduced"],
-                        "tolerance": tol, "verdict": df["verdict"]})
+    tol = df.apply(lambda r: f"±{r.tolerance:g}" + TOLERANCE_UNITS[r.tolerance_kind], axis=1)
+    out = pd.DataFrame({index: df[index], "reported": df["reported"], "ours": df["reproduced"], "tolerance": tol})
+    if source:
+        out["from"] = df["tolerance_source"].map(SOURCE_SHORT)
+    out["verdict"] = [v + (f" ({f})" if f else "") for v, f in zip(df["verdict"], df["flag"])]
     return out.set_index(index).round({"reported": digits, "ours": digits})
 
 
-def verdict_counts(rows: list[Row]) -> dict[str, int]:
-    counts = {v: 0 for v in VERDICTS}
-    for r in rows:
-        counts[r.verdict] += 1
-    return counts
+def verdict_counts(rows: list[Row], kind: str | None = None) -> dict[str, int]:
+    return counts(rows, kind)
+
+
+def kind_counts(rows: list[Row]) -> dict[str, dict[str, int]]:
+    """Verdict counts per row kind (only the kinds present)."""
+    return {k: {v: n for v, n in counts(rows, k).items() if n} for k in ROW_KINDS if any(r.kind == k for r in rows)}
+
+
+def claims_table(claims: list[Claim], caption: str, name: str) -> "CaptionedTable":
+    """The chapter's claims: statement, section, status, what this run shows, the rule, the evidence."""
+    return captioned(claims_frame(claims).set_index("claim"), caption, name)
 
 
 # ------------------------------------------------------------------------- reference numbers
@@ -159,18 +121,25 @@ def provenance(settings, started: float) -> dict:
 
 
 def write_summary(settings, rows: list[Row], started: float, extra: dict | None = None,
-                  deviations: list[Deviation] | None = None, headline: str = "") -> Path:
+                  deviations: list[Deviation] | None = None, headline: str = "",
+                  claims: list[Claim] | None = None) -> Path:
     """Write ``<results_dir>/<chapter>.json`` atomically and return its path.
 
-    ``headline``: one sentence for the landing page, built from this run's results.
+    Refuses rows that repeat a quantity (:func:`repro.verdicts.check_distinct`) and claims named
+    twice. ``headline``: one sentence for the landing page, built from this run's results.
     """
+    check_distinct(rows)
+    check_claims(claims or [])
     summary = {
         "chapter": settings.chapter,
         "profile": settings.profile,
         "parameters": settings.parameters,
         "provenance": provenance(settings, started),
         "verdicts": verdict_counts(rows),
+        "verdicts_by_kind": kind_counts(rows),
+        "claims_counted": claim_counts(claims) if claims is not None else None,
         "headline": headline,
+        "claims": as_dicts(claims or []),
         "rows": [asdict(r) for r in rows],
         "deviations": [asdict(d) for d in deviations or []],
         # the result store's log (what was loaded, from where, or computed) and what a full run left out
@@ -196,7 +165,7 @@ def _same_results(old: dict | None, new: dict) -> bool:
     plain = lambda v: json.loads(json.dumps(v, default=str))
     choices = lambda s: {k: v for k, v in plain(s.get("parameters", {})).items() if k not in PLUMBING}
     if not old or choices(old) != choices(new) or any(old.get(k) != plain(new.get(k))
-                                                      for k in ("chapter", "profile", "rows", "not_run")):
+                                                      for k in ("chapter", "profile", "rows", "claims", "not_run")):
         return False
     keys = lambda s: sorted(str(e.get("key")) for e in s.get("experiments", []))
     return keys(old) == keys(new) and all(e.get("key") for e in new.get("experiments", []))

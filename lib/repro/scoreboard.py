@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from .config import PROJECT_ROOT
-from .report import VERDICTS, read_summary
+from .report import CLOSE_FACTOR, VERDICTS, read_summary
+from .verdicts import CLAIM_STATUSES, ROW_KINDS
 
 
 def toc_chapters(toc: Path) -> list[str]:
@@ -63,8 +64,67 @@ def counts_table(summaries: dict[str, dict | None], label: str) -> pd.DataFrame:
             continue
         counts = {v: 0 for v in VERDICTS}
         for r in s["rows"]:
-            counts[r["verdict"]] += 1
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
         rows.append({"chapter": chapter, "summary": f"{label} ({s['provenance'].get('started', '?')[:10]})", **counts})
+    return pd.DataFrame(rows)
+
+
+def _kind(row: dict) -> str:
+    return row.get("kind", "trained")  # summaries written before row kinds: every row was a trained result
+
+
+def headline_table(summaries: dict[str, dict | None]) -> pd.DataFrame:
+    """Per chapter and overall: the claims held / failed / not run, and the trained results
+    match / close / differs (uninformative and not-run rows apart)."""
+    rows = []
+    for chapter, s in summaries.items():
+        if s is None:
+            rows.append({"chapter": chapter, "from": "missing"})
+            continue
+        ruled = "verdicts_by_kind" in s  # written under the tolerance rule (row kinds, claims)
+        line = {"chapter": chapter, "from": f"{s.get('profile', '?')} ({s['provenance'].get('started', '?')[:10]})"
+                + ("" if ruled else ", before the tolerance rule: re-run to re-judge")}
+        claims = s.get("claims")
+        listed = claims is not None and s.get("claims_counted") is not None
+        for status in CLAIM_STATUSES:
+            line[f"claims {status}"] = sum(c["status"] == status for c in claims) if listed else None
+        trained = [r for r in s["rows"] if _kind(r) == "trained"]
+        for v in ("match", "close", "differs", "not run", "uninformative"):
+            line[f"trained {v}"] = sum(r["verdict"] == v for r in trained)
+        rows.append(line)
+    frame = pd.DataFrame(rows)
+    numeric = [c for c in frame.columns if c.startswith(("claims ", "trained "))]
+    if len(frame):
+        total = {"chapter": "**overall**", "from": ""}
+        total.update({c: frame[c].sum(min_count=1) for c in numeric})
+        frame = pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
+    for c in numeric:
+        frame[c] = frame[c].map(lambda v: "-" if pd.isna(v) else str(int(v)))
+    return frame
+
+
+def apart_table(summaries: dict[str, dict | None]) -> pd.DataFrame:
+    """The rows that are not trained results: numerical checks, arithmetic, report
+    inconsistencies, untestable numbers, counted per chapter."""
+    rows = []
+    for chapter, s in summaries.items():
+        for kind in ROW_KINDS[1:]:
+            of_kind = [r for r in (s or {}).get("rows", []) if _kind(r) == kind]
+            if of_kind:
+                found = Counter(r["verdict"] for r in of_kind)
+                rows.append({"chapter": chapter, "kind": kind, "rows": len(of_kind),
+                             "verdicts": ", ".join(f"{n} {v}" for v, n in found.most_common())})
+    return pd.DataFrame(rows)
+
+
+def failing_claims(summaries: dict[str, dict | None], root: Path = PROJECT_ROOT) -> pd.DataFrame:
+    rows = []
+    for chapter, s in summaries.items():
+        for c in (s or {}).get("claims") or []:
+            if c["status"] == "fails":
+                evidence = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in c["evidence"].items())
+                rows.append({"chapter": chapter, "claim": section_link(chapter, c.get("section", ""), c["statement"], root),
+                             "rule": c["rule"], "evidence": evidence})
     return pd.DataFrame(rows)
 
 
@@ -76,9 +136,11 @@ def rows_table(summaries: dict[str, dict | None], root: Path = PROJECT_ROOT) -> 
             tol = f"±{r['tolerance']:g}" + {"abs": "", "rel": " rel.", "log10": " dec."}[r.get("tolerance_kind", "abs")]
             ours = "" if r["reproduced"] is None else f"{r['reproduced']:.6g}"
             sd = r.get("seed_sd")
-            rows.append({"chapter": chapter, "experiment": link, "quantity": r["quantity"],
+            rows.append({"chapter": chapter, "experiment": link, "quantity": r["quantity"], "kind": _kind(r),
                          "reported": f"{r['reported']:.6g}", "ours": ours, "tolerance": tol,
-                         "seed sd": "" if sd is None else f"{sd:.3g}", "verdict": r["verdict"]})
+                         "from": r.get("tolerance_source", "unstated"),
+                         "seed sd": "" if sd is None else f"{sd:.3g}",
+                         "verdict": r["verdict"] + (f" ({r['flag']})" if r.get("flag") else "")})
     return pd.DataFrame(rows)
 
 
@@ -100,19 +162,36 @@ def render(profile: str, root: Path = PROJECT_ROOT) -> str:
     chapters = toc_chapters(root / "_toc.yml")
     current = load(root / "results" / profile, chapters)
     full = load(root / "results" / "full", chapters)
+    best = {c: (full[c] if full.get(c) and profile != "full" else current[c]) for c in chapters}
+    failing = failing_claims(best, root)
+    apart = apart_table(best)
     parts = [
         "# Scoreboard\n",
         "Generated by `python -m repro.scoreboard` from the chapters' summary files; nothing here is typed by "
-        "hand. `match`: within the row's tolerance; `close`: within 3x; `differs`: beyond; `not run`: the "
-        "profile did not run the report's setting; `not comparable`: another data set than the report's. "
-        "Each chapter states and justifies its tolerances beside its tables.\n",
+        "hand. Each chapter's numbers come from its committed `full` run (`results/full/`) where there is one, "
+        f"else from this build (profile `{profile}`); the `from` column says which. The tolerance rule and the "
+        "verdicts are stated on the [Methods](methods.md) page: `match` within the row's tolerance, `close` within "
+        f"{CLOSE_FACTOR}x, `differs` beyond; `uninformative` rows (a tolerance reaching half the reported "
+        "magnitude, or wider than half its column's spread) and `not run` rows are left out of every score.\n",
+        "## Headline: the reports' claims and their trained results\n",
+        "A claim is a conclusion the report draws, checked on the run (`not run`: the profile did not run the "
+        "report's settings; `-`: the chapter's summary lists no claims yet). Trained results are the published "
+        "numbers that come out of training; numerical checks, arithmetic and the reports' own inconsistencies "
+        "are counted apart below.\n",
+        headline_table(best).to_markdown(index=False), "\n",
+        "### Claims that fail\n",
+        failing.to_markdown(index=False) if len(failing) else "No claim fails in these summaries.", "\n",
+        "## Checks listed apart\n",
+        "Numerical checks (gradient checks), arithmetic (parameter counts, data sizes), inconsistencies of a "
+        "report with itself (shown with their evidence, never scored as our failure) and numbers that cannot "
+        "be tested.\n",
+        apart.to_markdown(index=False) if len(apart) else "None in these summaries.", "\n",
         f"## Verdicts of this build (profile `{profile}`)\n",
         counts_table(current, profile).to_markdown(index=False), "\n",
     ]
     if any(full.values()) and profile != "full":
         parts += ["## Verdicts of the committed full-profile runs (`results/full/`)\n",
                   counts_table({c: s for c, s in full.items() if s}, "full").to_markdown(index=False), "\n"]
-    best = {c: (full[c] if full.get(c) and profile != "full" else current[c]) for c in chapters}
     best = {c: s for c, s in best.items() if s}
     spread = spread_table(best)
     parts += ["## Tolerances against the measured seed spread\n",
@@ -123,8 +202,9 @@ def render(profile: str, root: Path = PROJECT_ROOT) -> str:
               "spread justify their tolerance in the chapter (rounding, binomial error, data-copy differences).\n",
               spread.to_markdown(index=False) if len(spread) else "No chapter of this build measured a seed spread.",
               "\n## Every published number\n",
-              "From the full-profile run where one is committed, else from this build. `seed sd`: the measured "
-              "seed-to-seed standard deviation of ours, where the chapter ran seeds.\n"]
+              "From the full-profile run where one is committed, else from this build. `kind`: trained result, "
+              "numerical check, arithmetic, report inconsistency or untestable; `from`: where the tolerance comes "
+              "from; `seed sd`: the measured seed-to-seed standard deviation of ours, where the chapter ran seeds.\n"]
     table = rows_table(best, root)
     parts.append(table.to_markdown(index=False) if len(table) else "No summaries yet.")
     return "\n".join(parts) + "\n"
@@ -169,17 +249,23 @@ def chapter_title(chapter: str, root: Path = PROJECT_ROOT) -> str:
 
 
 def render_reports(profile: str, root: Path = PROJECT_ROOT) -> str:
-    """The landing page's table: each report, one line, its verdict counts and headline."""
+    """The landing page's table: each report, one line: its claims, its trained results and headline."""
     chapters = toc_chapters(root / "_toc.yml")
     current, full = load(root / "results" / profile, chapters), load(root / "results" / "full", chapters)
     rows = []
     for c in chapters:
         s = full[c] if full.get(c) and profile != "full" else current[c]
-        counts = "summary missing" if s is None else ", ".join(
-            f"{n} {v}" for v, n in Counter(r["verdict"] for r in s["rows"]).most_common())
-        source = "" if s is None else f" ({s['profile']})"
-        rows.append({"chapter": f"{{doc}}`{chapter_title(c, root)} <chapters/{c}>`",
-                     "verdicts": counts + source, "headline": "" if s is None else s.get("headline", "")})
+        if s is None:
+            claims, trained = "summary missing", ""
+        else:
+            listed = s.get("claims_counted")
+            claims = ("claims not listed yet" if not listed else
+                      ", ".join(f"{listed[k]} {k}" for k in CLAIM_STATUSES if listed.get(k)) or "none") + f" ({s['profile']})"
+            found = Counter(r["verdict"] for r in s["rows"] if _kind(r) == "trained")
+            trained = ", ".join(f"{found[v]} {v}" for v in ("match", "close", "differs", "not run", "uninformative")
+                                if found[v])
+        rows.append({"chapter": f"{{doc}}`{chapter_title(c, root)} <chapters/{c}>`", "claims": claims,
+                     "trained results": trained, "headline": "" if s is None else s.get("headline", "")})
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
