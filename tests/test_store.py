@@ -280,3 +280,18 @@ def test_a_rebuild_from_the_store_keeps_the_training_runs_summary(tmp_path):
     assert path.read_text() == trained  # same rows, same experiments: the record of the run that trained stays
     report.write_summary(s, [report.compare("T", "a", 1.0, 1.01, 0.1)], started=100.0)
     assert path.read_text() != trained
+
+
+def test_a_stored_entry_made_with_older_library_code_is_planned_as_missing(tmp_path, monkeypatch):
+    from repro import engine
+
+    committed_store(tmp_path, monkeypatch)
+    side_path = next((tmp_path / "store" / "toy").glob("*.json"))
+    side = json.loads(side_path.read_text())
+    assert store.library_current(side["depends_on"])
+    side["depends_on"] = {"repro.engine.fit": "0" * 64}  # fit has changed since the entry was made
+    side_path.write_text(json.dumps(side))
+    assert not store.library_current(side["depends_on"])
+    s = settings_for(tmp_path, "full", costs=COSTS)
+    assert "epochs" in s.plan.not_run and s.knobs["epochs"] == 2  # not a failure at look-up: planned as missing
+    assert store.library_current({"repro.engine.fit": fingerprint.part_digest(engine.fit)})

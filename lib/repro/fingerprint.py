@@ -204,11 +204,22 @@ def fingerprint(*objects) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def dependencies(*objects) -> list[str]:
-    """The project functions and classes a fingerprint covers (for the store's sidecar, and tests)."""
+def dependencies(*objects) -> dict[str, str]:
+    """The project functions and classes a fingerprint covers, each with its own digest.
+
+    The store's sidecar keeps them, so that a full run can tell *before it starts* whether a
+    stored entry was made with today's library code (:func:`part_digest`).
+    """
     walker = _Walker()
     for obj in objects:
         walker.value(obj)
-    return sorted(walker.where.values())
+    return dict(sorted((walker.where[i], walker.parts[i][1]) for i in walker.where))
+
+
+def part_digest(obj) -> str:
+    """The digest one function or class contributes to a fingerprint (its own code and values)."""
+    walker = _Walker()
+    walker.add(obj)
+    return walker.parts[id(obj)][1]
 
 

@@ -232,6 +232,35 @@ def stored_entries(chapter: str, root: Path | None = None) -> list[dict]:
     return [{**read_sidecar(p), "path": p} for p in sorted((Path(root or STORE_DIR) / chapter).glob("*.pt"))]
 
 
+def library_current(depends_on) -> bool:
+    """False when a library function or class the entry was computed with has changed since.
+
+    Only ``repro`` code can be checked before a run (a notebook's own functions exist only once
+    its cells run; an edit there is caught by the key at look-up). Code that moved elsewhere
+    cannot be found by its old name and is left to the key as well.
+    """
+    import importlib
+
+    from .fingerprint import part_digest
+
+    for name, digest in (depends_on or {}).items() if isinstance(depends_on, dict) else ():
+        if not name.startswith("repro."):
+            continue
+        parts = name.split(".")
+        obj = None
+        for cut in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr, None)
+            break
+        if obj is not None and part_digest(obj) != digest:
+            return False
+    return True
+
+
 def _matches(experiment: str, patterns) -> bool:
     return any(fnmatch.fnmatchcase(experiment, p) for p in patterns)
 
@@ -250,7 +279,7 @@ def in_store(settings, patterns, wanted: dict | None = None, root: Path | None =
     wanted = _choices(settings.parameters, settings.knobs) if wanted is None else wanted
     found = [e for e in stored_entries(settings.chapter, root)
              if _matches(e.get("experiment", ""), patterns) and not e.get("reduced") and e.get("profile") == "full"
-             and _choices(e.get("parameters", {}), settings.knobs) == wanted]
+             and _choices(e.get("parameters", {}), settings.knobs) == wanted and library_current(e.get("depends_on"))]
     return all(any(_matches(e["experiment"], [p]) for e in found) for p in patterns)
 
 
