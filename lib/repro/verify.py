@@ -33,6 +33,51 @@ def committed_chapters() -> list[str]:
                   if (NOTEBOOKS / f"{p.stem}.ipynb").is_file())
 
 
+def full_costs(chapter: str) -> dict:
+    """A chapter's ``FULL_COSTS`` (the expensive parts of profile ``full``), read without running it.
+
+    The assignment is taken from the notebook's code and evaluated with the parameters cell's
+    defaults, so the store's completeness can be checked in a unit test.
+    """
+    import ast
+
+    import nbformat
+
+    from . import store as store_module
+
+    nb = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
+    namespace = {"repro": __import__("repro")}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        if "parameters" in cell.metadata.get("tags", []):
+            exec(compile(tree, chapter, "exec"), namespace)
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "FULL_COSTS" for t in node.targets):
+                exec(compile(ast.Module([node], []), chapter, "exec"), namespace)
+                return namespace["FULL_COSTS"]
+    return {}
+
+
+def missing_parts(chapter: str) -> dict[str, str]:
+    """Parts of a chapter's full profile the store lacks for today's library code (part -> why)."""
+    from .store import _matches, library_current, stored_entries
+
+    entries = [e for e in stored_entries(chapter) if e.get("profile") == "full" and not e.get("reduced")]
+    out = {}
+    for part, cost in full_costs(chapter).items():
+        for pattern in cost.experiments:
+            found = [e for e in entries if _matches(e.get("experiment", ""), [pattern])]
+            if not found:
+                out[part] = f"no entry for {pattern!r}"
+                break
+            if not all(library_current(e.get("depends_on")) for e in found):
+                out[part] = f"the entries for {pattern!r} were made with older library code"
+                break
+    return out
+
+
 def sample(chapters: list[str], budget_s: float) -> dict[str, list[dict]]:
     """The cheapest stored entries first, until their recorded wall times fill the budget."""
     entries = sorted((e for c in chapters for e in stored_entries(c)), key=lambda e: e.get("wall_seconds") or 0)
