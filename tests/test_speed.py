@@ -139,3 +139,42 @@ def test_book_timing_runs_make_chapters_cold_then_warm_on_a_fresh_cache(tmp_path
     assert [s[1] for s in seen] == [[], []]  # every chapter re-executed, both times
     assert {s[2] for s in seen} == {str(tmp_path / "build" / "bench-cache")} and not any(s[3] for s in seen)
     assert set(out) == {"profile", "cold_seconds", "warm_seconds"}
+
+
+def test_family_first_layer_is_stored_in_the_wide_products_layout_and_trains_bit_for_bit_as_before():
+    """Issue 17: the wide (in, M*out) matrix is a view of the parameter, its gradient lands in the
+    parameter's own layout (no copy on accumulation), and training gives exactly the numbers of
+    the old member-first storage (same products, same update)."""
+    data = toy_problem(96)
+    fam = models.MLPFamily((20, 8, 5, 3), ["relu", "tanh", "sigmoid"]).initialize("glorot", [0, 1, 2])
+    w = fam.weights[0]
+    assert w.shape == (3, 20, 8) and w.transpose(0, 1).is_contiguous()
+    assert models._wide(w).data_ptr() == w.data_ptr() and models._wide(w)._base is not None  # a view
+    old = models.MLPFamily((20, 8, 5, 3), ["relu", "tanh", "sigmoid"])
+    with torch.no_grad():
+        old.weights[0].data = fam.weights[0].detach().contiguous()  # member-first, as stored before
+        for dst, src in zip(list(old.weights)[1:] + list(old.biases), list(fam.weights)[1:] + list(fam.biases)):
+            dst.copy_(src)
+    assert old.weights[0].is_contiguous() and not old.weights[0].transpose(0, 1).is_contiguous()
+    histories = []
+    for net in (fam, old):
+        opt = optim.FamilySGD(net.parameters(), 3, lr=[0.1, 0.05, 0.2], momentum=[0.9, 0.0, 0.5], weight_decay=1e-3)
+        histories.append(repro.fit(net, data, opt, epochs=2, batch_size=32, order_seed=4, evaluate_on={"train": data}))
+        assert net.weights[0].grad is None or net.weights[0].grad.stride() == net.weights[0].stride()
+    pd.testing.assert_frame_equal(histories[0].drop(columns="seconds"), histories[1].drop(columns="seconds"),
+                                  check_exact=True)
+    assert torch.equal(fam.weights[0], old.weights[0]) and fam.weights[0].stride() != old.weights[0].stride()
+    # the layout survives what the chapters do with a family: a copy of one member, a state round trip
+    one = fam.member(1)
+    assert torch.equal(one.weights[0][0], fam.weights[0][1])
+    fam.load_state_dict({k: v.clone() for k, v in fam.state_dict().items()})
+    assert fam.weights[0].transpose(0, 1).is_contiguous()
+
+
+def test_family_gradient_is_accumulated_without_a_copy():
+    fam = models.MLPFamily((20, 8, 3), "relu", n_members=4).initialize("glorot", [0, 1, 2, 3])
+    x, y = toy_problem(16).x, toy_problem(16).y
+    logits = fam(x)
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y.repeat(4)).backward()
+    g = fam.weights[0].grad
+    assert g.stride() == fam.weights[0].stride() and models._wide(g)._base is not None
