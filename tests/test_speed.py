@@ -42,11 +42,14 @@ def test_benchmark_prints_every_figure_and_records_the_machine(tmp_path, capsys)
     out = tmp_path / "results.json"
     out.write_text(json.dumps({"cuda": {"kept": True}}))  # a GPU run recorded earlier stays beside
     bench.main(["--device", "cpu", "--steps", "0.01", "--models", "2", "--repeats", "1", "--peak-size", "128",
-                "--out", str(out)])
+                "--cnn-variants", "default,channels_last", "--out", str(out)])
     printed = capsys.readouterr().out.splitlines()
-    for start in ("engine vs naive loop: ", "batched sweep vs naive per-model loop: ",
-                  "batched sweep vs engine per-model loop: ", "batched sweep: ", "MLP training: "):
+    for start in ("matmul peak: ", "engine vs naive loop: ", "batched sweep vs naive per-model loop: ",
+                  "batched sweep vs engine per-model loop: ", "batched sweep: ", "MLP training: ", "float64 family: ",
+                  "float64 grid family: ", "CNN ift6135-2020 (763,094 parameters", "CNN ift6135-2019 (570,436 parameters"):
         assert sum(line.startswith(start) for line in printed) == 1, start
+    assert "float64" in next(line for line in printed if line.startswith("matmul peak: "))
+    assert all("channels-last" in line for line in printed if line.startswith("CNN "))
     assert any(line.startswith("batched sweep vs naive per-model loop: ") and "x (2 models)" in line for line in printed)
     assert any("% of measured matmul peak" in line for line in printed)
     saved = json.loads(out.read_text())
@@ -178,3 +181,48 @@ def test_family_gradient_is_accumulated_without_a_copy():
     torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y.repeat(4)).backward()
     g = fam.weights[0].grad
     assert g.stride() == fam.weights[0].stride() and models._wide(g)._base is not None
+
+
+def test_full_estimate_slices_every_fit_and_extrapolates_to_the_planned_length(tmp_path):
+    """The sliced fit trains a few steps, times one evaluation, and returns a history as long as the
+    real one; the log line extrapolates from the measured seconds per step."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import estimate
+
+    data = toy_problem(256)
+    log = tmp_path / "log.jsonl"
+
+    def run():
+        net = models.mlp((20, 8, 3)).initialize("glorot", 0)
+        return sweep.fit(net, data, optim.FamilySGD(net.parameters(), 1, lr=0.1), epochs=40, batch_size=32,
+                         evaluate_on={"train": data, "valid": data}, eval_at_start=True, record_running_loss=True)
+    real = run()
+    uninstall = estimate.install(str(log), slice_seconds=0.05)
+    try:
+        assert sweep.fit is not repro.engine.fit and repro.fit is sweep.fit
+        fake = run()
+    finally:
+        uninstall()
+    assert sweep.fit is repro.engine.fit and repro.fit is repro.engine.fit
+    assert list(fake.columns) == list(real.columns) and len(fake) == len(real)
+    assert fake[["step", "split", "member"]].equals(real[["step", "split", "member"]])
+    (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["steps"] == 40 * 8 and 3 <= entry["measured_steps"] < entry["steps"]
+    assert entry["evaluations"] == 41
+    assert entry["estimate_seconds"] == pytest.approx(
+        entry["seconds_per_step"] * 320 + entry["seconds_per_evaluation"] * 41)
+
+
+def test_full_estimate_reads_the_committed_full_runs_wall_time(tmp_path):
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import estimate
+
+    (tmp_path / "results" / "full").mkdir(parents=True)
+    (tmp_path / "results" / "full" / "a.json").write_text(json.dumps({"provenance": {"wall_seconds": 12.5, "git_commit": "abc"}}))
+    (tmp_path / "results" / "full" / "b.json").write_text(json.dumps({"provenance": {}}))
+    assert estimate.committed_full_runs(tmp_path) == {
+        "a": {"wall_seconds": 12.5, "git_commit": "abc", "threads": None, "started": None}}
+    with pytest.raises(SystemExit, match="no notebook"):
+        estimate.main(["no-such-chapter"], root=tmp_path)
