@@ -42,11 +42,14 @@ def test_benchmark_prints_every_figure_and_records_the_machine(tmp_path, capsys)
     out = tmp_path / "results.json"
     out.write_text(json.dumps({"cuda": {"kept": True}}))  # a GPU run recorded earlier stays beside
     bench.main(["--device", "cpu", "--steps", "0.01", "--models", "2", "--repeats", "1", "--peak-size", "128",
-                "--out", str(out)])
+                "--cnn-variants", "default,channels_last", "--out", str(out)])
     printed = capsys.readouterr().out.splitlines()
-    for start in ("engine vs naive loop: ", "batched sweep vs naive per-model loop: ",
-                  "batched sweep vs engine per-model loop: ", "batched sweep: ", "MLP training: "):
+    for start in ("matmul peak: ", "engine vs naive loop: ", "batched sweep vs naive per-model loop: ",
+                  "batched sweep vs engine per-model loop: ", "batched sweep: ", "MLP training: ", "float64 family: ",
+                  "float64 grid family: ", "CNN ift6135-2020 (763,094 parameters", "CNN ift6135-2019 (570,436 parameters"):
         assert sum(line.startswith(start) for line in printed) == 1, start
+    assert "float64" in next(line for line in printed if line.startswith("matmul peak: "))
+    assert all("channels-last" in line for line in printed if line.startswith("CNN "))
     assert any(line.startswith("batched sweep vs naive per-model loop: ") and "x (2 models)" in line for line in printed)
     assert any("% of measured matmul peak" in line for line in printed)
     saved = json.loads(out.read_text())
@@ -139,3 +142,87 @@ def test_book_timing_runs_make_chapters_cold_then_warm_on_a_fresh_cache(tmp_path
     assert [s[1] for s in seen] == [[], []]  # every chapter re-executed, both times
     assert {s[2] for s in seen} == {str(tmp_path / "build" / "bench-cache")} and not any(s[3] for s in seen)
     assert set(out) == {"profile", "cold_seconds", "warm_seconds"}
+
+
+def test_family_first_layer_is_stored_in_the_wide_products_layout_and_trains_bit_for_bit_as_before():
+    """Issue 17: the wide (in, M*out) matrix is a view of the parameter, its gradient lands in the
+    parameter's own layout (no copy on accumulation), and training gives exactly the numbers of
+    the old member-first storage (same products, same update)."""
+    data = toy_problem(96)
+    fam = models.MLPFamily((20, 8, 5, 3), ["relu", "tanh", "sigmoid"]).initialize("glorot", [0, 1, 2])
+    w = fam.weights[0]
+    assert w.shape == (3, 20, 8) and w.transpose(0, 1).is_contiguous()
+    assert models._wide(w).data_ptr() == w.data_ptr() and models._wide(w)._base is not None  # a view
+    old = models.MLPFamily((20, 8, 5, 3), ["relu", "tanh", "sigmoid"])
+    with torch.no_grad():
+        old.weights[0].data = fam.weights[0].detach().contiguous()  # member-first, as stored before
+        for dst, src in zip(list(old.weights)[1:] + list(old.biases), list(fam.weights)[1:] + list(fam.biases)):
+            dst.copy_(src)
+    assert old.weights[0].is_contiguous() and not old.weights[0].transpose(0, 1).is_contiguous()
+    histories = []
+    for net in (fam, old):
+        opt = optim.FamilySGD(net.parameters(), 3, lr=[0.1, 0.05, 0.2], momentum=[0.9, 0.0, 0.5], weight_decay=1e-3)
+        histories.append(repro.fit(net, data, opt, epochs=2, batch_size=32, order_seed=4, evaluate_on={"train": data}))
+        assert net.weights[0].grad is None or net.weights[0].grad.stride() == net.weights[0].stride()
+    pd.testing.assert_frame_equal(histories[0].drop(columns="seconds"), histories[1].drop(columns="seconds"),
+                                  check_exact=True)
+    assert torch.equal(fam.weights[0], old.weights[0]) and fam.weights[0].stride() != old.weights[0].stride()
+    # the layout survives what the chapters do with a family: a copy of one member, a state round trip
+    one = fam.member(1)
+    assert torch.equal(one.weights[0][0], fam.weights[0][1])
+    fam.load_state_dict({k: v.clone() for k, v in fam.state_dict().items()})
+    assert fam.weights[0].transpose(0, 1).is_contiguous()
+
+
+def test_family_gradient_is_accumulated_without_a_copy():
+    fam = models.MLPFamily((20, 8, 3), "relu", n_members=4).initialize("glorot", [0, 1, 2, 3])
+    x, y = toy_problem(16).x, toy_problem(16).y
+    logits = fam(x)
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y.repeat(4)).backward()
+    g = fam.weights[0].grad
+    assert g.stride() == fam.weights[0].stride() and models._wide(g)._base is not None
+
+
+def test_full_estimate_slices_every_fit_and_extrapolates_to_the_planned_length(tmp_path):
+    """The sliced fit trains a few steps, times one evaluation, and returns a history as long as the
+    real one; the log line extrapolates from the measured seconds per step."""
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import estimate
+
+    data = toy_problem(256)
+    log = tmp_path / "log.jsonl"
+
+    def run():
+        net = models.mlp((20, 8, 3)).initialize("glorot", 0)
+        return sweep.fit(net, data, optim.FamilySGD(net.parameters(), 1, lr=0.1), epochs=40, batch_size=32,
+                         evaluate_on={"train": data, "valid": data}, eval_at_start=True, record_running_loss=True)
+    real = run()
+    uninstall = estimate.install(str(log), slice_seconds=0.05)
+    try:
+        assert sweep.fit is not repro.engine.fit and repro.fit is sweep.fit
+        fake = run()
+    finally:
+        uninstall()
+    assert sweep.fit is repro.engine.fit and repro.fit is repro.engine.fit
+    assert list(fake.columns) == list(real.columns) and len(fake) == len(real)
+    assert fake[["step", "split", "member"]].equals(real[["step", "split", "member"]])
+    (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["steps"] == 40 * 8 and 3 <= entry["measured_steps"] < entry["steps"]
+    assert entry["evaluations"] == 41
+    assert entry["estimate_seconds"] == pytest.approx(
+        entry["seconds_per_step"] * 320 + entry["seconds_per_evaluation"] * 41)
+
+
+def test_full_estimate_reads_the_committed_full_runs_wall_time(tmp_path):
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import estimate
+
+    (tmp_path / "results" / "full").mkdir(parents=True)
+    (tmp_path / "results" / "full" / "a.json").write_text(json.dumps({"provenance": {"wall_seconds": 12.5, "git_commit": "abc"}}))
+    (tmp_path / "results" / "full" / "b.json").write_text(json.dumps({"provenance": {}}))
+    assert estimate.committed_full_runs(tmp_path) == {
+        "a": {"wall_seconds": 12.5, "git_commit": "abc", "threads": None, "started": None}}
+    with pytest.raises(SystemExit, match="no notebook"):
+        estimate.main(["no-such-chapter"], root=tmp_path)

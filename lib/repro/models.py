@@ -5,8 +5,13 @@ dimension and run with batched matrix products, so a sweep (three initialization
 ift6135-2020, the 36-net grid, the sharif-hw2 init families) trains as ONE model. A single
 MLP is simply a family of one. Each member keeps its own initialization and activation.
 
-Weights are stored in (in, out) layout, the layout of the reports' numpy code, so that
-"W2[0, 0:10]" means what the reports mean.
+Weights are indexed (member, in, out) - member k's matrix ``weights[i][k]`` is in the (in, out)
+layout of the reports' numpy code, so that "W2[0, 0:10]" means what the reports mean. In memory
+the first layer is stored input-major, (in, member, out): with a batch shared by all members its
+forward pass is ONE matrix product x (B, in) @ W (in, M*out) read straight from the parameter,
+and autograd's weight gradient x^T @ dh lands in that same layout - nothing is re-laid out per
+step. The later layers (small, run as batched products on per-member activations) are stored
+member-first, the layout their batched gradients have.
 """
 from __future__ import annotations
 
@@ -53,7 +58,8 @@ class MLPFamily(nn.Module):
         self.n_members = len(self.activations)
         m = self.n_members
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.zeros(m, a, b, dtype=dtype, device=device)) for a, b in zip(self.dims[:-1], self.dims[1:]))
+            nn.Parameter(_zeros_weight(m, a, b, input_major=i == 0, dtype=dtype, device=device))
+            for i, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:])))
         self.biases = nn.ParameterList(
             nn.Parameter(torch.zeros(m, 1, b, dtype=dtype, device=device)) for b in self.dims[1:])
         # Members grouped by activation, so mixed families apply each function once.
@@ -76,8 +82,9 @@ class MLPFamily(nn.Module):
         n_layers = len(self.weights)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             if x.dim() == 2:
-                # Shared input: one wide GEMM (B, in) @ (in, M*out) beats M small ones.
-                h = (x @ w.permute(1, 0, 2).reshape(w.shape[1], -1)).reshape(x.shape[0], m, -1).transpose(0, 1) + b
+                # Shared input: one wide GEMM (B, in) @ (in, M*out) beats M small ones. The first
+                # layer is stored (in, M, out), so the (in, M*out) matrix is a view, not a copy.
+                h = (x @ _wide(w)).view(x.shape[0], m, -1).transpose(0, 1) + b
             else:
                 h = torch.baddbmm(b, x, w)
             if i < n_layers - 1:
@@ -136,6 +143,18 @@ class MLPFamily(nn.Module):
             for src, dst in zip(list(self.weights) + list(self.biases), list(one.weights) + list(one.biases)):
                 dst.copy_(src[k:k + 1])
         return one
+
+
+def _zeros_weight(m: int, fan_in: int, fan_out: int, *, input_major: bool, dtype, device) -> torch.Tensor:
+    """A zero (m, fan_in, fan_out) weight; stored (fan_in, m, fan_out) in memory when ``input_major``."""
+    if input_major:
+        return torch.zeros(fan_in, m, fan_out, dtype=dtype, device=device).transpose(0, 1)
+    return torch.zeros(m, fan_in, fan_out, dtype=dtype, device=device)
+
+
+def _wide(w: torch.Tensor) -> torch.Tensor:
+    """The (in, M*out) matrix of all members of a (M, in, out) weight: a view when stored input-major."""
+    return w.transpose(0, 1).reshape(w.shape[1], -1)
 
 
 def _numpy_draw(seed: int):
