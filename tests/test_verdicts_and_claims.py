@@ -127,6 +127,20 @@ def test_tolerance_sources_are_recorded_and_checked():
         vd.Tolerance(0.1, "a few times the usual spread")
 
 
+def test_a_binomial_bound_is_the_sampling_error_of_the_evaluation_set():
+    t = vd.binomial_bound(0.93, 2999, digits=4)
+    assert t.source == "numerical bound" and t.value == pytest.approx(0.0093) and "2,999 images" in t.basis
+    assert vd.binomial_bound(0.9859, 10_000, scale=100, digits=2).value == pytest.approx(0.24)
+    assert vd.binomial_bound(0.95, 10_000, scale=10_000).value == pytest.approx(2 * math.sqrt(10_000 * 0.95 * 0.05))
+    assert vd.binomial_bound(1.0, 10).value == 0  # a perfect score has no sampling error: compared exactly
+    # held against a column like any tolerance: four test accuracies within 0.8 points, 0.7-point bounds
+    rows = column([85.6, 86.4, 85.9, 86.3], [86.0] * 4, [vd.binomial_bound(p / 100, 10_000, scale=100, digits=2)
+                                                        for p in (85.6, 86.4, 85.9, 86.3)])
+    assert {r.verdict for r in rows} == {"uninformative"}
+    with pytest.raises(ValueError):
+        vd.binomial_bound(93, 2999)
+
+
 def test_claims_are_evaluated_by_named_calls():
     order = cl.claim_order("init", "Glorot < Normal < Zero", "1", {"glorot": 0.48, "normal": 0.8, "zero": 2.3},
                            ["glorot", "normal", "zero"], lower_is_better=True)

@@ -26,7 +26,7 @@ import torch
 
 from .claims import Claim, as_dicts, check_claims, claim_counts, claims_frame
 from .verdicts import (CLOSE_FACTOR, ROW_KINDS, SCORED, TOLERANCE_KINDS, VERDICTS, DuplicateRowError, Row,
-                       Tolerance, cannot_be_tested, check_distinct, column_spread, compare, compare_column, counts, distance,
+                       Tolerance, binomial_bound, cannot_be_tested, check_distinct, column_spread, compare, compare_column, counts, distance,
                        distinct, exact, inconsistency, judge, numerical_bound, printed_precision, seed_spread,
                        verdict)
 

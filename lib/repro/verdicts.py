@@ -98,6 +98,17 @@ def numerical_bound(value: float, basis: str, kind: str = "abs") -> Tolerance:
     return Tolerance(value, "numerical bound", basis, kind)
 
 
+def binomial_bound(p: float, n: int, *, scale: float = 1.0, of: str = "an accuracy", digits: int | None = None) -> Tolerance:
+    """Two binomial standard deviations of a proportion ``p`` measured on ``n`` items, times ``scale``
+    (100 for a percentage, ``n`` for a count of correct answers), rounded to ``digits`` when given:
+    the sampling error of an accuracy on a finite evaluation set, a numerical bound. It leaves out
+    how much a second training run would move."""
+    if not (0 <= p <= 1) or n < 1:
+        raise ValueError(f"binomial_bound: need 0 <= p <= 1 and n >= 1, got p={p!r}, n={n!r}")
+    value = 2 * scale * math.sqrt(p * (1 - p) / n)
+    return numerical_bound(value if digits is None else round(value, digits), f"2 binomial sd of {of} on {n:,} images")
+
+
 def exact(basis: str = "a count: compared exactly") -> Tolerance:
     return Tolerance(0.0, "exact", basis)
 
