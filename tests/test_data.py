@@ -1,4 +1,5 @@
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -108,8 +109,10 @@ def test_repro_threads_override(monkeypatch):
         monkeypatch.setenv("REPRO_THREADS", bad)
         with pytest.raises(ParameterError, match="REPRO_THREADS"):
             compute_threads()
+    monkeypatch.setenv("REPRO_THREADS", "3")
+    assert compute_threads() == 3
     monkeypatch.delenv("REPRO_THREADS")
-    assert compute_threads() >= 1
+    assert compute_threads() == (os.cpu_count() or 1)  # unset: one thread per core
 
 
 def test_check_looks_for_every_data_set_the_book_needs(tmp_path, capsys):

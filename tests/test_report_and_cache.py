@@ -150,3 +150,17 @@ def test_scoreboard_sets_tolerances_against_the_measured_seed_spread(tmp_path):
     page = scoreboard.render("quick", root=tmp_path)
     spread = page.split("## Tolerances against the measured seed spread")[1].split("## Every published number")[0]
     assert "acc" in spread and "0.005" in spread and "loss" not in spread  # NaN spread = not measured
+
+
+def test_resolve_changes_torch_state_and_the_test_fixture_restores_it():
+    import torch
+    from conftest import restore_torch_state, torch_state
+    before = torch_state()
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(False)
+    outside = torch_state()
+    config.resolve("toy", "smoke", {"smoke": {}}, cache=False)
+    assert torch_state() == (1, True, True) != outside  # what a smoke run sets
+    restore_torch_state(outside)
+    assert torch_state() == outside
+    restore_torch_state(before)
