@@ -119,6 +119,42 @@ def _text(v):
     return "".join(v) if isinstance(v, list) else v
 
 
+# ----------------------------------------------------------------------------- nbval
+def compare_outputs(self, test, ref, skip_compare=None):
+    """Replaces nbval's ``IPyNbCell.compare_outputs``: the same outputs, compared by :func:`equal`
+    with the cell's recorded spread (``metadata.nbval_numbers``)."""
+    got, want = flatten(test, self.sanitize), flatten(ref, self.sanitize)
+    self.comparison_traceback = []
+    if set(got) != set(want):
+        self.comparison_traceback.append(f"output kinds differ: golden {sorted(want)}, run {sorted(got)}")
+        return False
+    spread = self.cell.get("metadata", {}).get("nbval_numbers", {})
+    for key, values in want.items():
+        if len(values) != len(got[key]):
+            self.comparison_traceback.append(f"{len(values)} {key} outputs in the golden, {len(got[key])} in the run")
+            return False
+        for j, (a, b) in enumerate(zip(values, got[key])):
+            problem = equal(a, b, spread.get(f"{key}#{j}", ())) if isinstance(a, str) else \
+                (None if a == b else "values differ")
+            if problem:
+                self.comparison_traceback.append(f"{key}: {problem}")
+                self.format_output_compare(key, a, b)
+                return False
+    return True
+
+
+def install() -> None:
+    try:
+        from nbval.plugin import IPyNbCell
+    except ImportError:  # nbval not installed: nothing to patch
+        return
+    IPyNbCell.compare_outputs = compare_outputs
+
+
+def pytest_configure(config):  # as a plugin: pytest -p nbnum (tests/ on PYTHONPATH)
+    install()
+
+
 # ----------------------------------------------------------------------------- goldens
 def strip_images(nb: dict) -> None:
     for cell in nb["cells"]:
