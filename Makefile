@@ -17,12 +17,13 @@ EXECUTED := $(CHAPTERS:%=book/chapters/%.ipynb)
 GOLDENS := $(CHAPTERS:%=tests/golden/%.ipynb)
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: book env data browser chapters site test unit site-smoke golden scoreboard check-site bench clean help
+.PHONY: book env data browser chapters site test test-portability unit site-smoke golden scoreboard check-site bench clean help
 
 help:
 	@echo "make book     - environment, data, every chapter at PROFILE=$(PROFILE), then the site (_build/html)"
 	@echo "make test     - environment, data, browser, unit tests, nbval on the smoke-profile goldens, smoke site"
 	@echo "make golden   - regenerate tests/golden/*.ipynb (profile smoke, every ATEN_CPU_CAPABILITY level here)"
+	@echo "make test-portability - every golden under every ATEN_CPU_CAPABILITY level of this CPU"
 	@echo "make browser  - find a Chromium for the site check, else install one (apt-get as root, else Playwright)"
 	@echo "make bench    - speed benchmark (bench/results.json)"
 
@@ -97,6 +98,10 @@ unit: env data
 test: env data browser
 	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_NBVAL) -q
 	$(MAKE) --no-print-directory site-smoke
+
+# Every golden under every ATEN_CPU_CAPABILITY level of this CPU (make test does one chapter).
+test-portability: env data
+	REPRO_PORTABILITY=all $(TEST_ENV) $(PY) -m pytest tests/test_portability.py -q
 
 # The site built from the smoke goldens (and the summaries nbval just wrote), in its own folder so that
 # a quick build in book/chapters is never touched; then every page opened in headless Chromium.

@@ -168,6 +168,9 @@ def spread_of(variants: list[dict], sanitize) -> dict:
     out = {}
     cells = [[c for c in nb["cells"] if c["cell_type"] == "code"] for nb in variants]
     for k, native in enumerate(cells[0]):
+        tags = set(native.get("metadata", {}).get("tags", []))
+        if tags & {"nbval-ignore-output", "nbval-skip"}:
+            continue  # nbval does not compare these outputs
         flats = [flatten(cs[k].get("outputs", []), sanitize) for cs in cells]
         record = {}
         for key, values in flats[0].items():

@@ -164,3 +164,20 @@ def test_resolve_changes_torch_state_and_the_test_fixture_restores_it():
     restore_torch_state(outside)
     assert torch_state() == outside
     restore_torch_state(before)
+
+
+def test_find_chromium_uses_chromium_variable_then_path_then_says_what_to_install(monkeypatch, tmp_path):
+    from repro import sitecheck
+    fake = tmp_path / "my-chrome"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CHROMIUM", str(fake))
+    assert sitecheck.find_chromium() == str(fake)
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "nothing"))
+    with pytest.raises(SystemExit, match="is not an executable"):
+        sitecheck.find_chromium()
+    monkeypatch.delenv("CHROMIUM")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))           # no chromium on PATH
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "pw"))  # and no Playwright browser
+    with pytest.raises(SystemExit, match="make browser"):
+        sitecheck.find_chromium()
