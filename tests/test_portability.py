@@ -20,8 +20,9 @@ import nbnum
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 GOLDENS = sorted((TESTS / "golden").glob("*.ipynb"))
-# The chapter whose golden has the most platform-dependent numbers recorded (its gradient check).
-DEFAULT_CHAPTER = "ift6135-2020"
+# The quickest golden (about 30 s here), and the one with the most numbers the levels move (83:
+# round-off in its gradient checks, the last digits of its trained costs).
+DEFAULT_CHAPTER = "dd2424-a3"
 SELECTED = os.environ.get("REPRO_PORTABILITY", DEFAULT_CHAPTER)
 CHOSEN = GOLDENS if SELECTED == "all" else [p for p in GOLDENS if p.stem in SELECTED.split(",")]
 
@@ -52,8 +53,9 @@ def test_goldens_pass_under_every_capability_level_of_this_cpu(level, tmp_path):
 
 
 def change_one_trained_number(golden: Path, target: Path) -> tuple[str, str]:
-    """Copy ``golden`` to ``target`` with one number of an "ours" table column changed in its last
-    printed digit (a number the capability levels did not move); returns (old, new)."""
+    """Copy ``golden`` to ``target`` with one trained number changed in its last printed digit: the
+    first decimal number of our own results in a captioned table (a table captioned "Ours...", or a
+    column headed "ours") whose output holds no number the capability levels moved. Returns (old, new)."""
     import json
     nb = json.loads(golden.read_text())
     for cell in (c for c in nb["cells"] if c["cell_type"] == "code"):
@@ -63,23 +65,24 @@ def change_one_trained_number(golden: Path, target: Path) -> tuple[str, str]:
             if text is None or any(k.startswith("text/markdown") for k in spread):
                 continue
             lines = "".join(text).split("\n")
-            header = next((line for line in lines if line.startswith("|") and " ours " in f"{line} "), None)
+            header = next((n for n, line in enumerate(lines) if line.startswith("|")), None)
             if header is None:
                 continue
-            column = [c.strip() for c in header.split("|")].index("ours")
-            for n, line in enumerate(lines):
-                cells = line.split("|")
-                if line is header or len(cells) <= column or not re.fullmatch(r"\s*-?\d+\.\d+\s*", cells[column]):
-                    continue
-                old = cells[column].strip()
-                last = int(old[-1])
-                new = old[:-1] + str((last + 1) % 10 if last != 9 else 8)
-                cells[column] = cells[column].replace(old, new)
-                lines[n] = "|".join(cells)
-                output["data"]["text/markdown"] = "\n".join(lines)
-                target.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
-                return old, new
-    raise AssertionError(f"{golden.name}: no 'ours' table column to change")
+            names = [c.strip() for c in lines[header].split("|")]
+            columns = [i for i, name in enumerate(names) if "ours" in name.split()
+                       or (lines[0].startswith("```{table} Ours") and i > 1)]
+            for n in range(header + 2, len(lines)):
+                cells = lines[n].split("|")
+                for i in columns:
+                    if i < len(cells) and re.fullmatch(r"\s*-?\d+\.\d+\s*", cells[i]):
+                        old = cells[i].strip()
+                        new = old[:-1] + ("8" if old[-1] == "9" else str(int(old[-1]) + 1))
+                        cells[i] = cells[i].replace(old, new)
+                        lines[n] = "|".join(cells)
+                        output["data"]["text/markdown"] = "\n".join(lines)
+                        target.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+                        return old, new
+    raise AssertionError(f"{golden.name}: no table of our results to change")
 
 
 def test_a_changed_trained_number_still_fails(tmp_path):
