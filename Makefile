@@ -111,7 +111,7 @@ site-smoke: env
 	cp _config.yml _toc.yml $(SMOKE_SITE)/ && cp -r book/*.md book/_ext $(SMOKE_SITE)/book/
 	cp tests/golden/*.ipynb $(SMOKE_SITE)/book/chapters/
 	$(PY) -m repro.scoreboard --profile smoke --out $(SMOKE_SITE)/book/scoreboard.md
-	cd $(SMOKE_SITE) && $(CURDIR)/$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	cd $(SMOKE_SITE) && $(abspath $(VENV))/bin/jupyter-book build . --all -W -n --keep-going
 	$(PY) -m repro.sitecheck $(SMOKE_SITE)/_build/html --screenshots $(SMOKE_SITE)/screenshots
 
 # One papermill run per ATEN_CPU_CAPABILITY level this CPU has; the native run is kept with its images
