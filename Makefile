@@ -18,12 +18,14 @@ EXECUTED := $(CHAPTERS:%=book/chapters/%.ipynb)
 GOLDENS := $(CHAPTERS:%=tests/golden/%.ipynb)
 PYTEST_NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: book env data chapters site test unit site-smoke golden scoreboard check-site bench clean help store verify
+.PHONY: book env data browser chapters site test test-portability unit site-smoke golden scoreboard check-site bench clean help store verify
 
 help:
 	@echo "make book     - environment, data, every chapter at PROFILE=$(PROFILE), then the site (_build/html)"
-	@echo "make test     - environment, data, unit tests and nbval on the smoke-profile goldens"
-	@echo "make golden   - regenerate tests/golden/*.ipynb (papermill, profile smoke)"
+	@echo "make test     - environment, data, browser, unit tests, nbval on the smoke-profile goldens, smoke site"
+	@echo "make golden   - regenerate tests/golden/*.ipynb (profile smoke, every ATEN_CPU_CAPABILITY level here)"
+	@echo "make test-portability - every golden under every ATEN_CPU_CAPABILITY level of this CPU"
+	@echo "make browser  - find a Chromium for the site check, else install one (apt-get as root, else Playwright)"
 	@echo "make bench    - speed benchmark (bench/results.json)"
 	@echo "make store CHAPTER=c - add the entries of c's finished full run to the committed store (results/store)"
 	@echo "make verify   - re-compute a sample of the committed store (VERIFY_BUDGET=$(VERIFY_BUDGET) s) and list what it lacks"
@@ -38,14 +40,36 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 env: $(VENV)/.installed
 
-# ---- data: the offline copy beside the checkout when there is one, else torchvision downloads
+# ---- data: the offline copy beside the checkout when there is one, else torchvision downloads.
+# `repro.data check` looks for every data set the book needs (MNIST, CIFAR-10, Cats vs Dogs) and
+# says where each comes from; Cats vs Dogs has no public download, so without the offline copy it
+# must be put in DATA_DIR by hand (the check's message says how).
 data: env
 	@if $(PY) -m repro.data check "$(DATA_DIR)" >/dev/null 2>&1; then \
-	  echo "data: found in $(DATA_DIR)"; \
-	elif [ -f "$(SHARED_DATA)/prepare.py" ]; then \
-	  $(PY) "$(SHARED_DATA)/prepare.py" "$(DATA_DIR)"; \
+	  echo "data: MNIST, CIFAR-10 and Cats vs Dogs found in $(DATA_DIR)"; \
 	else \
-	  $(PY) -m repro.data download "$(DATA_DIR)"; \
+	  if [ -f "$(SHARED_DATA)/prepare.py" ]; then \
+	    $(PY) "$(SHARED_DATA)/prepare.py" "$(DATA_DIR)"; \
+	  else \
+	    $(PY) -m repro.data download "$(DATA_DIR)"; \
+	  fi; \
+	  $(PY) -m repro.data check "$(DATA_DIR)"; \
+	fi
+
+# ---- browser: the site check opens every page in headless Chromium. A system Chromium (or
+# $$CHROMIUM) is used when there is one; else Debian's package is installed when we are root with
+# apt-get; else Playwright downloads its own build (internet needed); else a clear message.
+browser: env
+	@if b=$$($(PY) -m repro.sitecheck --which-browser 2>/dev/null); then \
+	  echo "browser: $$b"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser: installing Debian's chromium with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  $(PY) -m repro.sitecheck --which-browser; \
+	elif $(PY) -m playwright install chromium; then \
+	  $(PY) -m repro.sitecheck --which-browser; \
+	else \
+	  $(PY) -m repro.sitecheck --which-browser; \
 	fi
 
 # ---- chapters: papermill executes each notebook; re-run when its source, lib/ or the profile changes
@@ -66,13 +90,21 @@ site: chapters scoreboard
 book: env data site
 	@echo "The book is in _build/html/index.html"
 
-# ---- tests
-unit: env data
-	$(PY) -m pytest tests -q
+# ---- tests. The BLAS (MKL) and oneDNN kernel paths are pinned so that they do not depend on the
+# CPU (tests/conftest.py sets the same for a bare `pytest`); ATen's own vectorization level is
+# left free: the goldens record how far it moves each number (tests/nbnum.py, make golden).
+TEST_ENV := MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
 
-test: env data
-	$(PY) -m pytest tests $(PYTEST_NBVAL) -q
+unit: env data
+	$(TEST_ENV) $(PY) -m pytest tests -q
+
+test: env data browser
+	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_NBVAL) -q
 	$(MAKE) --no-print-directory site-smoke
+
+# Every golden under every ATEN_CPU_CAPABILITY level of this CPU (make test does one chapter).
+test-portability: env data
+	REPRO_PORTABILITY=all $(TEST_ENV) $(PY) -m pytest tests/test_portability.py -q
 
 # The site built from the smoke goldens (and the summaries nbval just wrote), in its own folder so that
 # a quick build in book/chapters is never touched; then every page opened in headless Chromium.
@@ -82,13 +114,13 @@ site-smoke: env
 	cp _config.yml _toc.yml $(SMOKE_SITE)/ && cp -r book/*.md book/_ext $(SMOKE_SITE)/book/
 	cp tests/golden/*.ipynb $(SMOKE_SITE)/book/chapters/
 	$(PY) -m repro.scoreboard --profile smoke --out $(SMOKE_SITE)/book/scoreboard.md
-	cd $(SMOKE_SITE) && $(CURDIR)/$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	cd $(SMOKE_SITE) && $(abspath $(VENV))/bin/jupyter-book build . --all -W -n --keep-going
 	$(PY) -m repro.sitecheck $(SMOKE_SITE)/_build/html --screenshots $(SMOKE_SITE)/screenshots
 
+# One papermill run per ATEN_CPU_CAPABILITY level this CPU has; the native run is kept with its images
+# stripped and the numbers that moved between levels recorded as ranges (tests/make_golden.sh).
 golden: env data
-	for c in $(CHAPTERS); do \
-	  $(PY) -m repro.run $$c -p profile smoke -p cache False -o tests/golden/$$c.ipynb; \
-	done
+	tests/make_golden.sh $(PY) $(CHAPTERS)
 
 check-site: env
 	$(PY) -m repro.sitecheck _build/html --screenshots _build/screenshots

@@ -1,4 +1,5 @@
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -108,5 +109,21 @@ def test_repro_threads_override(monkeypatch):
         monkeypatch.setenv("REPRO_THREADS", bad)
         with pytest.raises(ParameterError, match="REPRO_THREADS"):
             compute_threads()
+    monkeypatch.setenv("REPRO_THREADS", "3")
+    assert compute_threads() == 3
     monkeypatch.delenv("REPRO_THREADS")
-    assert compute_threads() >= 1
+    assert compute_threads() == (os.cpu_count() or 1)  # unset: one thread per core
+
+
+def test_check_looks_for_every_data_set_the_book_needs(tmp_path, capsys):
+    """`repro.data check` (what `make data` asks) fails when Cats vs Dogs is missing, and says where each comes from."""
+    assert set(data.check(tmp_path)) == {"MNIST", "CIFAR-10", "Cats vs Dogs"}
+    assert data._main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("MISSING") == 3 and "needed by ift6135-2019" in out and "Kaggle" in out
+    for cls in ("Cat", "Dog"):
+        (tmp_path / "catsdogs" / "trainset" / cls).mkdir(parents=True)
+        (tmp_path / "catsdogs" / "trainset" / cls / "1.jpg").write_bytes(b"")
+    (tmp_path / "catsdogs" / "testset" / "test").mkdir(parents=True)
+    (tmp_path / "catsdogs" / "testset" / "test" / "1.jpg").write_bytes(b"")
+    assert data.check(tmp_path)["Cats vs Dogs"] is None and data.check(tmp_path)["MNIST"] is not None

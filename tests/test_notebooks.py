@@ -80,3 +80,20 @@ def test_bad_parameter_stops_early_and_keeps_earlier_results(chapter, name, valu
                     and "injected-parameters" not in c.metadata.get("tags", [])]  # papermill adds error banners too
     failed = [i for i, c in enumerate(source_cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert failed and failed[0] <= 3, "the error must come from the first cells, before any training"
+
+
+def test_run_uses_ipc_and_prints_no_tcp_warning(tmp_path):
+    """repro.run's kernel listens on IPC sockets: no "running over TCP without encryption" noise."""
+    import subprocess
+    import sys
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("print(x + 1)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    code = ("from pathlib import Path; from repro.run import execute; "
+            f"execute(Path({str(tmp_path / 't.ipynb')!r}), Path({str(tmp_path / 'out.ipynb')!r}), {{'x': 41}})")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stderr and "Parent appears to have exited" not in done.stderr
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[-1].outputs[0]["text"] == "42\n"

@@ -144,3 +144,34 @@ def test_scoreboard_headline_counts_claims_and_trained_rows_apart_from_checks(tm
     assert "**overall**" in head and "loss low" in page.split("### Claims that fail")[1]
     apart = page.split("## Checks listed apart")[1].split("## Verdicts of this build")[0]
     assert "numerical" in apart and "arithmetic" in apart
+
+
+def test_resolve_changes_torch_state_and_the_test_fixture_restores_it():
+    import torch
+    from conftest import restore_torch_state, torch_state
+    before = torch_state()
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(False)
+    outside = torch_state()
+    config.resolve("toy", "smoke", {"smoke": {}}, cache=False)
+    assert torch_state() == (1, True, True) != outside  # what a smoke run sets
+    restore_torch_state(outside)
+    assert torch_state() == outside
+    restore_torch_state(before)
+
+
+def test_find_chromium_uses_chromium_variable_then_path_then_says_what_to_install(monkeypatch, tmp_path):
+    from repro import sitecheck
+    fake = tmp_path / "my-chrome"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CHROMIUM", str(fake))
+    assert sitecheck.find_chromium() == str(fake)
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "nothing"))
+    with pytest.raises(SystemExit, match="is not an executable"):
+        sitecheck.find_chromium()
+    monkeypatch.delenv("CHROMIUM")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))           # no chromium on PATH
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "pw"))  # and no Playwright browser
+    with pytest.raises(SystemExit, match="make browser"):
+        sitecheck.find_chromium()

@@ -1,7 +1,9 @@
 """Data sets as whole tensors on the device, split the way each report split them.
 
 Used by every chapter: MNIST (ift6135-2020, ift6135-2019, sharif-hw2, purdue-hw3),
-Fashion-MNIST (any MNIST chapter, by parameter), CIFAR-10 (dd2424-a3).
+Fashion-MNIST (any MNIST chapter, by parameter), CIFAR-10 (dd2424-a3); Cats vs Dogs
+(ift6135-2019) is read by :mod:`repro.images`. ``python -m repro.data check`` checks all three
+and says where each comes from.
 
 The library reads one folder (``DATA_DIR``, see :func:`repro.config.default_data_dir`) in
 the standard layouts (``MNIST/raw``, ``cifar-10-batches-py``). It never downloads by itself:
@@ -258,32 +260,74 @@ def download(data_dir: Path, dataset: str = "mnist") -> None:
         raise ParameterError(f"cannot download {dataset!r}; known: mnist, fashion-mnist, cifar10")
 
 
+# What the book needs, where each comes from, and how to check it is there.
+SOURCES = {
+    "MNIST": ("ift6135-2020, ift6135-2019, sharif-hw2, purdue-hw3",
+              "Yann LeCun's MNIST files via torchvision (`python -m repro.data download DIR`), or the offline copy "
+              "(`python ../shared/datasets/prepare.py DIR mnist`)"),
+    "CIFAR-10": ("dd2424-a3",
+                 "the official CIFAR-10 python pickles (cs.toronto.edu) via torchvision (`python -m repro.data download "
+                 "DIR`), or the offline copy (`python ../shared/datasets/prepare.py DIR cifar10`; JPEG-rebuilt, see its README)"),
+    "Cats vs Dogs": ("ift6135-2019",
+                     "the IFT6135-H2019 class's Kaggle set (19,998 labelled + 4,999 test 64x64 JPEGs). It has no public "
+                     "download this project can use: unpack the offline copy (`python ../shared/datasets/prepare.py DIR "
+                     "catsdogs`) or your own copy of the course's files as DIR/catsdogs/trainset/{Cat,Dog}/*.jpg and "
+                     "DIR/catsdogs/testset/test/*.jpg"),
+}
+
+
+def _check_catsdogs(folder: Path) -> None:
+    from .images import CATSDOGS, list_image_folder
+    _, _, classes = list_image_folder(folder / CATSDOGS / "trainset")
+    if classes != ("Cat", "Dog"):
+        raise MissingDataError(f"{folder / CATSDOGS / 'trainset'} has class folders {classes}, expected Cat and Dog")
+    list_image_folder(folder / CATSDOGS / "testset")
+
+
+CHECKS = {"MNIST": lambda folder: read_mnist_arrays("mnist", folder),
+          "CIFAR-10": lambda folder: read_cifar_batch("test_batch", folder),
+          "Cats vs Dogs": _check_catsdogs}
+
+
+def check(folder: Path) -> dict[str, str | None]:
+    """Each data set the book needs -> None when it is in ``folder``, else why not."""
+    found = {}
+    for label, fn in CHECKS.items():
+        try:
+            fn(folder)
+            found[label] = None
+        except FileNotFoundError as e:  # MissingDataError (caught by its base: under `python -m` two copies exist)
+            found[label] = str(e)
+    return found
+
+
 def _main(argv=None):
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m repro.data", description="Data folder tools")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("download", help="download official files with torchvision (internet needed)")
+    d = sub.add_parser("download", help="download official files with torchvision (internet needed; "
+                                        "MNIST and CIFAR-10 only: Cats vs Dogs has no public download)")
     d.add_argument("data_dir", type=Path)
     d.add_argument("--dataset", default="all", choices=("all", "mnist", "fashion-mnist", "cifar10"))
-    c = sub.add_parser("check", help="say which data sets the folder holds")
+    c = sub.add_parser("check", help="say which data sets the folder holds, which chapters need them, where they come from")
     c.add_argument("data_dir", type=Path, nargs="?", default=None)
     a = p.parse_args(argv)
     if a.cmd == "download":
         for name in (("mnist", "cifar10") if a.dataset == "all" else (a.dataset,)):
             download(a.data_dir.expanduser(), name)
+        if a.dataset == "all" and check(a.data_dir.expanduser())["Cats vs Dogs"] is not None:
+            print("Cats vs Dogs cannot be downloaded: " + SOURCES["Cats vs Dogs"][1].replace("DIR", str(a.data_dir)))
         return 0
     folder = (a.data_dir or default_data_dir()).expanduser()
-    ok = True
-    for label, fn in (("MNIST", lambda: read_mnist_arrays("mnist", folder)),
-                      ("CIFAR-10", lambda: read_cifar_batch("test_batch", folder))):
-        try:
-            fn()
-            print(f"{label}: ok ({folder})")
-        except MissingDataError as e:
-            ok = False
-            print(f"{label}: missing - {e}")
-    return 0 if ok else 1
+    found = check(folder)
+    for label, problem in found.items():
+        chapters, source = SOURCES[label]
+        print(f"{label}: {'ok' if problem is None else 'MISSING'} in {folder} (needed by {chapters}; "
+              f"source: {source.replace('DIR', str(folder))})")
+        if problem is not None:
+            print(f"  {problem}")
+    return 0 if all(v is None for v in found.values()) else 1
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def claims_table(claims: list[Claim], caption: str, name: str) -> "CaptionedTabl
 
 # ------------------------------------------------------------------------- reference numbers
 def reference_dir(chapter: str) -> Path:
-    """``reference/<chapter>`` of the project: the report's numbers and the authors' files."""
+    """``reference/<chapter>`` of the project: the report's numbers (``reported.json``) and our notes."""
     from .config import PROJECT_ROOT
     return PROJECT_ROOT / "reference" / chapter
 
@@ -91,9 +91,27 @@ def load_reference(chapter: str) -> dict:
     return json.loads((reference_dir(chapter) / "reported.json").read_text())
 
 
+def authors_file(chapter: str, name: str) -> Path | None:
+    """One of the authors' own files (never committed here; see :mod:`repro.authors`), or None
+    after printing, on the page, why it is not available."""
+    from . import authors
+    path = authors.locate(chapter, name)
+    if path is None:
+        print(authors.unavailable_message(chapter, name))
+    return path
+
+
 def load_reference_csv(chapter: str, name: str, **kw) -> pd.DataFrame:
-    """One of the authors' own published result files."""
-    return pd.read_csv(reference_dir(chapter) / name, **kw)
+    """One of the authors' own published result files. When it is not available, a note on the
+    page says so and an empty frame with the file's columns comes back, so that the chapter
+    still runs and draws its figures without the authors' curves."""
+    from . import authors
+    path = authors_file(chapter, name)
+    if path is not None:
+        return pd.read_csv(path, **kw)
+    columns = authors.spec(chapter, name).columns
+    dtypes = {"str": object, "int": "int64", "float": "float64"}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes[t]) for c, t in columns.items()})
 
 
 # ------------------------------------------------------------------------- provenance
@@ -253,8 +271,8 @@ def captioned(frame: pd.DataFrame, caption: str, name: str, floatfmt: str = "g")
 
 def beside_reference_images(chapter: str, images: list[str], *, ours: int = 1, titles: list[str] | None = None,
                             title: str = "", panel_width: float = 4.2, height: float = 3.4):
-    """One row of panels: the authors' published figures first (PNG files under
-    ``reference/<chapter>/``, shown as images), then ``ours`` empty axes for our curves.
+    """One row of panels: the authors' published figures first (PNG files found by
+    :mod:`repro.authors`, shown as images), then ``ours`` empty axes for our curves.
 
     For reports whose authors kept only images of their curves (dd2424-a3). Returns
     (figure, list of our axes).
@@ -262,7 +280,11 @@ def beside_reference_images(chapter: str, images: list[str], *, ours: int = 1, t
     fig, axes = plt.subplots(1, len(images) + ours, figsize=(panel_width * (len(images) + ours), height))
     axes = list(axes) if len(images) + ours > 1 else [axes]
     for i, (ax, name) in enumerate(zip(axes, images)):
-        ax.imshow(plt.imread(reference_dir(chapter) / name))
+        path = authors_file(chapter, name)
+        if path is not None:
+            ax.imshow(plt.imread(path))
+        else:
+            ax.text(0.5, 0.5, "the authors' figure\nis not available here", ha="center", va="center")
         ax.set_axis_off()
         ax.set_title(titles[i] if titles else f"authors' figure: {name}", fontsize=9)
     if title:

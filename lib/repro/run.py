@@ -64,11 +64,23 @@ def main(argv=None) -> int:
     params = check_parameters(notebook, {k: parse_value(v) for k, v in a.parameter})
     output = a.output or OUTPUT / f"{a.chapter}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
-    import papermill
-
-    papermill.execute_notebook(str(notebook), str(output), parameters=params, cwd=".",
-                               execution_timeout=a.timeout, progress_bar=False, kernel_name="python3")
+    execute(notebook, output, params, timeout=a.timeout)
     return 0
+
+
+def execute(notebook: Path, output: Path, params: dict, timeout: int = 7200) -> None:
+    """papermill with the kernel on IPC sockets in a private temporary folder: nothing listens on
+    a TCP port, and the kernel has no reason to print its "running over TCP without encryption"
+    warning on every run."""
+    import tempfile
+
+    import papermill
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="repro-kernel-") as folder:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
+        papermill.execute_notebook(str(notebook), str(output), parameters=params, cwd=".", config=config,
+                                   execution_timeout=timeout, progress_bar=False, kernel_name="python3")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 Serves the site on localhost, visits each HTML page, and reports a page that does not load,
 a JavaScript error, a broken image (not loaded or zero-sized) or a local link whose target
 file or anchor does not exist. Saves screenshots of the landing page, the scoreboard and
-the first chapter. Needs Debian's ``chromium`` (``apt-get install chromium``) and the
-``playwright`` Python package (it drives the system browser; nothing is downloaded).
+the first chapter. Needs a Chromium (``make browser`` provides one: see :func:`find_chromium`)
+and the ``playwright`` Python package, which drives that browser.
 """
 from __future__ import annotations
 
@@ -25,12 +25,32 @@ _REFRESH = re.compile(r'http-equiv="refresh"[^>]*url=([^"\'>]+)', re.I)
 SKIP = ("_static", "_sources", "_sphinx_design_static", "_images", "jupyter_execute")
 
 
+BROWSER_HELP = ("no Chromium found. `make test` opens the built site in headless Chromium: run `make browser` "
+                "(as root it installs Debian's `chromium` with apt-get; otherwise it tries Playwright's own download, "
+                "`.venv/bin/python -m playwright install chromium`, which needs internet), install your distribution's "
+                "chromium package yourself, or set CHROMIUM=/path/to/chromium")
+
+
 def find_chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
+    """$CHROMIUM, else a system Chromium on PATH, else a browser Playwright downloaded; else a clear exit."""
+    import os
+    if os.environ.get("CHROMIUM"):
+        if shutil.which(os.environ["CHROMIUM"]):
+            return shutil.which(os.environ["CHROMIUM"])
+        raise SystemExit(f"CHROMIUM={os.environ['CHROMIUM']} is not an executable")
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         path = shutil.which(name)
         if path:
             return path
-    raise SystemExit("no Chromium found: install it with `apt-get install chromium`")
+    try:
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as pw:
+            path = pw.chromium.executable_path
+        if path and Path(path).is_file():
+            return path
+    except Exception:  # no playwright, or no browser of its own: fall through to the message
+        pass
+    raise SystemExit(BROWSER_HELP)
 
 
 def pages_of(site: Path) -> list[str]:
@@ -61,8 +81,9 @@ def check_site(site: Path, screenshots: Path | None = None) -> list[str]:
     problems: list[str] = []
     anchors: dict[str, set[str]] = {}
     links: list[tuple[str, str]] = []
+    executable = find_chromium()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS)
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(f"JavaScript error: {e}"))
@@ -121,7 +142,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m repro.sitecheck")
     p.add_argument("site", type=Path, nargs="?", default=Path("_build/html"))
     p.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"))
+    p.add_argument("--which-browser", action="store_true", help="print the Chromium that would be used, or why none")
     a = p.parse_args(argv)
+    if a.which_browser:
+        print(find_chromium())
+        return 0
     problems = check_site(a.site, a.screenshots)
     n = len(pages_of(a.site.resolve()))
     for line in problems:
