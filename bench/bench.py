@@ -210,8 +210,15 @@ def compare_training(variants: dict, steps: int, device, repeats: int) -> dict:
     states = {name: build() for name, (build, _) in variants.items()}
     for name, (_, train) in variants.items():
         train(states[name], min(steps, 3))
-    return interleaved({name: (lambda name=name: variants[name][1](states[name], steps)) for name in variants},
+    best = interleaved({name: (lambda name=name: variants[name][1](states[name], steps)) for name in variants},
                        device, repeats)
+    best["_states"] = states
+    return best
+
+
+def split_states(t: dict) -> tuple[dict, dict]:
+    states = t.pop("_states")
+    return t, states
 
 
 def bench_mlp(device, steps: int, repeats: int) -> dict:
@@ -221,8 +228,12 @@ def bench_mlp(device, steps: int, repeats: int) -> dict:
         "engine": (lambda: engine_models(MLP_DIMS, lr, device), lambda ms, s: engine_train(ms, data, s, MLP_BATCH)),
         "naive": (lambda: naive_models(MLP_DIMS, lr, device), lambda ms, s: naive_train(ms, data, s, MLP_BATCH, device)),
     }, steps, device, repeats)
+    t, states = split_states(t)
+    few = max(2, steps // 4)
     return {"dims": MLP_DIMS, "batch": MLP_BATCH, "steps": steps,
-            **{name: rates(sec, 1, steps, MLP_BATCH, MLP_DIMS) for name, sec in t.items()}}
+            **{name: rates(sec, 1, steps, MLP_BATCH, MLP_DIMS) for name, sec in t.items()},
+            "engine_breakdown": breakdown(lambda: engine_train(states["engine"], data, few, MLP_BATCH), few, device),
+            "naive_breakdown": breakdown(lambda: naive_train(states["naive"], data, few, MLP_BATCH, device), few, device)}
 
 
 def bench_sweep(device, n_models: int, steps: int, repeats: int) -> dict:
@@ -236,8 +247,13 @@ def bench_sweep(device, n_models: int, steps: int, repeats: int) -> dict:
         "naive_per_model": (lambda: naive_models(SWEEP_DIMS, lrs, device),
                             lambda ms, s: naive_train(ms, data, s, SWEEP_BATCH, device)),
     }, steps, device, repeats)
+    t, states = split_states(t)
+    fam, opt = states["batched"]
+    few = max(2, steps // 4)
     return {"dims": SWEEP_DIMS, "batch": SWEEP_BATCH, "models": n_models, "steps": steps,
-            **{name: rates(sec, n_models, steps, SWEEP_BATCH, SWEEP_DIMS) for name, sec in t.items()}}
+            **{name: rates(sec, n_models, steps, SWEEP_BATCH, SWEEP_DIMS) for name, sec in t.items()},
+            "batched_breakdown": breakdown(lambda: repro.fit(fam, data, opt, steps=few, batch_size=SWEEP_BATCH), few,
+                                           device)}
 
 
 def bench_float64(device, steps: int, repeats: int) -> dict:
@@ -255,16 +271,52 @@ def bench_float64(device, steps: int, repeats: int) -> dict:
         "init_naive_per_model": (lambda: naive_models(F64_DIMS, lrs, device, momentum=0.0, dtype=torch.float64),
                                  lambda ms, s: naive_train(ms, data, s, F64_BATCH, device, shuffle=False)),
     }, steps, device, repeats)
+    t, states = split_states(t)
+    few = max(2, steps // 4)
+    init_breakdown = breakdown(lambda: fit_family(states["init_family"], few), few, device)
     grid_steps = max(2, steps // 3)
     acts, grid_lrs = [a for a, _ in GRID_MEMBERS], [lr for _, lr in GRID_MEMBERS]
     g = compare_training({"grid_family": (
         lambda: family_model(GRID_DIMS, grid_lrs, device, activations=acts, momentum=0.0, dtype=torch.float64),
         fit_family)}, grid_steps, device, repeats)
-    out = {"dims": F64_DIMS, "batch": F64_BATCH, "members": len(init), "steps": steps,
+    g, _ = split_states(g)
+    out = {"init_family_breakdown": init_breakdown,"dims": F64_DIMS, "batch": F64_BATCH, "members": len(init), "steps": steps,
            **{name: rates(sec, len(init), steps, F64_BATCH, F64_DIMS) for name, sec in t.items()},
            "grid_dims": GRID_DIMS, "grid_members": len(GRID_MEMBERS), "grid_steps": grid_steps,
            "grid_family": rates(g["grid_family"], len(GRID_MEMBERS), grid_steps, F64_BATCH, GRID_DIMS)}
     return out
+
+
+PRODUCTS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
+
+
+def breakdown(run, steps: int, device) -> dict:
+    """Where the time of ``run()`` (``steps`` training steps) goes, per step, from one profiled run:
+    the matrix products (self time of mm/bmm/addmm/baddbmm), the optimizer's update (everything
+    inside ``Optimizer.step``), every other op (elementwise, loss, copies, indexing), and the
+    rest of the wall time (Python and dispatch outside any op). The profiler itself adds a few
+    microseconds per op, so the proportions count, not the sum."""
+    from torch.profiler import ProfilerActivity, profile
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        run()
+        sync(device)
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS) / 1e6
+    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step#")) / 1e6
+    all_ops = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::")) / 1e6
+    other_ops = max(all_ops - products - optimizer, 0.0)  # the update's own ops are inside ``optimizer``
+    rest = max(wall - products - optimizer - other_ops, 0.0)
+    per = lambda v: 1e3 * v / steps  # noqa: E731 - ms per step
+    return {"ms_per_step": per(wall), "products_ms": per(products), "optimizer_ms": per(optimizer),
+            "other_ops_ms": per(other_ops), "python_and_dispatch_ms": per(rest)}
+
+
+def breakdown_text(b: dict) -> str:
+    return (f"{b['ms_per_step']:.2f} ms/step profiled = matrix products {b['products_ms']:.2f} + optimizer update "
+            f"{b['optimizer_ms']:.2f} + other ops {b['other_ops_ms']:.2f} + Python/dispatch {b['python_and_dispatch_ms']:.2f}")
 
 
 # ---------------------------------------------------------------------------- CNNs
@@ -366,6 +418,7 @@ def bench_cnn(device, steps: int, repeats: int, variants=("default", "channels_l
             res["compile"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
             runs.pop("compile")
             t = compare_training(runs, steps, device, repeats)
+        t, _ = split_states(t)
         for v, sec in t.items():
             res[v] = {"seconds": sec, "samples_per_s": steps * CNN_BATCH / sec}
         if "compile" in res and "compile" in compile_seconds:
@@ -463,11 +516,15 @@ def report_lines(r: dict) -> list[str]:
         f"naive per-model loop {f['naive_per_model_peak_pct']:.0f}%) [{goal('sweep_peak_pct', f['sweep_peak_pct'])}]",
         f"MLP training: {f['mlp_peak_pct']:.0f}% of measured matmul peak (engine; naive loop {f['mlp_naive_peak_pct']:.0f}%) "
         f"[{goal('mlp_peak_pct', f['mlp_peak_pct'])}]",
+        f"  where the time goes, batched sweep: {breakdown_text(s['batched_breakdown'])}",
+        f"  where the time goes, MLP engine: {breakdown_text(m['engine_breakdown'])}; "
+        f"naive loop: {breakdown_text(m['naive_breakdown'])}",
         f"float64 family: {f['float64_peak_pct']:.0f}% of measured float64 matmul peak ({d['members']} x {dims(d['dims'])}, "
         f"batch {d['batch']}, ift6135-2020's init study; naive per-model loop {f['float64_naive_peak_pct']:.0f}%, "
         f"family {f['float64_vs_naive']:.2f} x naive) [{goal('float64_peak_pct', f['float64_peak_pct'])}]",
         f"float64 grid family: {f['float64_grid_peak_pct']:.0f}% of measured float64 matmul peak "
         f"({d['grid_members']} x {dims(d['grid_dims'])}, relu/sigmoid/tanh, batch {d['batch']})",
+        f"  where the time goes, float64 init family: {breakdown_text(d['init_family_breakdown'])}",
     ]
     for name, c in r.get("cnn", {}).items():
         alone = c["convs_alone"]

@@ -208,7 +208,7 @@ def test_full_estimate_slices_every_fit_and_extrapolates_to_the_planned_length(t
     assert list(fake.columns) == list(real.columns) and len(fake) == len(real)
     assert fake[["step", "split", "member"]].equals(real[["step", "split", "member"]])
     (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
-    assert entry["steps"] == 40 * 8 and 3 <= entry["measured_steps"] < entry["steps"]
+    assert entry["steps"] == 40 * 8 and 9 <= entry["measured_steps"] <= 3 * entry["steps"]
     assert entry["evaluations"] == 41
     assert entry["estimate_seconds"] == pytest.approx(
         entry["seconds_per_step"] * 320 + entry["seconds_per_evaluation"] * 41)
