@@ -134,7 +134,7 @@ verify: env data
 	$(PY) -m repro.verify --budget $(VERIFY_BUDGET)
 
 bench: env data
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(ARGS)
 
 clean:
 	rm -rf _build book/chapters build results/smoke results/quick
