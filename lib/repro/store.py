@@ -237,9 +237,12 @@ def library_current(depends_on) -> bool:
 
     Only ``repro`` code can be checked before a run (a notebook's own functions exist only once
     its cells run; an edit there is caught by the key at look-up). Code that moved elsewhere
-    cannot be found by its old name and is left to the key as well.
+    cannot be found by its old name and is left to the key as well. Digests are those of a Jupyter
+    kernel, where every key is computed (``tqdm.auto`` resolves differently outside one): check
+    from a plain process with :func:`repro.verify.missing_parts_in_kernel`.
     """
     import importlib
+    import inspect
 
     from .fingerprint import part_digest
 
@@ -256,7 +259,11 @@ def library_current(depends_on) -> bool:
             for attr in parts[cut:]:
                 obj = getattr(obj, attr, None)
             break
-        if obj is not None and part_digest(obj) != digest:
+        if obj is None:
+            continue
+        # A decorated method (torch.no_grad) is recorded under the same name as the function it wraps.
+        candidates = {part_digest(obj)} | ({part_digest(inspect.unwrap(obj))} if hasattr(obj, "__wrapped__") else set())
+        if digest not in candidates:
             return False
     return True
 
@@ -279,6 +286,7 @@ def in_store(settings, patterns, wanted: dict | None = None, root: Path | None =
     wanted = _choices(settings.parameters, settings.knobs) if wanted is None else wanted
     found = [e for e in stored_entries(settings.chapter, root)
              if _matches(e.get("experiment", ""), patterns) and not e.get("reduced") and e.get("profile") == "full"
+             and not e.get("partial_run")
              and _choices(e.get("parameters", {}), settings.knobs) == wanted and library_current(e.get("depends_on"))]
     return all(any(_matches(e["experiment"], [p]) for e in found) for p in patterns)
 
@@ -482,7 +490,9 @@ def add_from_cache(chapters: list[str], cache_dir: Path | None = None, root: Pat
             dst = root / chapter / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
-            shutil.copyfile(src.with_suffix(".json"), dst.with_suffix(".json"))
+            # From a run cut short: a look-up by key finds the entry (no recompute), but a plan never
+            # counts its part as stored, since the part's other entries may be missing.
+            dst.with_suffix(".json").write_text(json.dumps({**side, "partial_run": True}, indent=1, default=str))
             added.append(dst)
     return added
 

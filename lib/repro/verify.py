@@ -64,7 +64,8 @@ def missing_parts(chapter: str) -> dict[str, str]:
     """Parts of a chapter's full profile the store lacks for today's library code (part -> why)."""
     from .store import _matches, library_current, stored_entries
 
-    entries = [e for e in stored_entries(chapter) if e.get("profile") == "full" and not e.get("reduced")]
+    entries = [e for e in stored_entries(chapter) if e.get("profile") == "full" and not e.get("reduced")
+               and not e.get("partial_run")]
     out = {}
     for part, cost in full_costs(chapter).items():
         for pattern in cost.experiments:
@@ -76,6 +77,18 @@ def missing_parts(chapter: str) -> dict[str, str]:
                 out[part] = f"the entries for {pattern!r} were made with older library code"
                 break
     return out
+
+
+def missing_parts_in_kernel(chapters: list[str]) -> dict[str, dict[str, str]]:
+    """:func:`missing_parts` evaluated in a Jupyter kernel, where the notebooks compute their keys."""
+    import nbclient
+    import nbformat
+
+    code = ("import json, repro.verify as v\n"
+            f"print(json.dumps({{c: v.missing_parts(c) for c in {list(chapters)!r}}}))")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(PROJECT_ROOT)}}).execute()
+    return json.loads(nb.cells[0].outputs[0]["text"])
 
 
 def sample(chapters: list[str], budget_s: float) -> dict[str, list[dict]]:
