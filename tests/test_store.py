@@ -241,6 +241,10 @@ def test_verify_recomputes_and_catches_a_changed_result(tmp_path, monkeypatch):
     assert s.experiments[-1]["source"] == "verified" and s.experiments[-1]["verified"]
     assert store.compare_values({"loss": torch.tensor([2.0, 1.0])}, {"loss": torch.tensor([2.0, 1.1])}, 1e-4)
     assert not store.compare_values({"loss": torch.tensor([2.0, 1.0])}, {"loss": torch.tensor([2.0, 1.0 + 1e-7])}, 1e-4)
+    import pandas as pd
+    timed = lambda s: pd.DataFrame({"loss": [2.0, 1.0], "seconds": [s, s]})
+    assert not store.compare_values(timed(3.0), timed(5.0), 1e-4)  # wall-clock columns never reproduce
+    assert store.compare_values(timed(3.0).assign(loss=[2.0, 1.5]), timed(3.0), 1e-4)
 
 
 def test_store_only_mode_never_computes(tmp_path, monkeypatch):

@@ -356,18 +356,24 @@ def _verify_keys() -> set[str]:
     return set(raw.split(",")) - {""}
 
 
+def is_timing(name) -> bool:
+    """Wall-clock measurements inside a result (seconds per epoch, ...): they never reproduce."""
+    return any(word in str(name).lower() for word in ("second", "elapsed", "wall", "timing"))
+
+
 def compare_values(stored, fresh, rtol: float, path: str = "value") -> list[str]:
-    """Differences beyond ``rtol`` (relative to each array's scale) between two results."""
+    """Differences beyond ``rtol`` (relative to each array's scale) between two results (timings skipped)."""
     if isinstance(stored, pd.DataFrame) and isinstance(fresh, pd.DataFrame):
         if list(stored.columns) != list(fresh.columns) or len(stored) != len(fresh):
             return [f"{path}: shape or columns differ"]
-        return [d for c in stored.columns for d in compare_values(stored[c].to_numpy(), fresh[c].to_numpy(), rtol, f"{path}[{c}]")]
+        return [d for c in stored.columns if not is_timing(c)
+                for d in compare_values(stored[c].to_numpy(), fresh[c].to_numpy(), rtol, f"{path}[{c}]")]
     if isinstance(stored, pd.Series):
         return compare_values(stored.to_numpy(), pd.Series(fresh).to_numpy(), rtol, path)
     if isinstance(stored, dict) and isinstance(fresh, dict):
         if set(stored) != set(fresh):
             return [f"{path}: keys differ"]
-        return [d for k in stored for d in compare_values(stored[k], fresh[k], rtol, f"{path}[{k!r}]")]
+        return [d for k in stored if not is_timing(k) for d in compare_values(stored[k], fresh[k], rtol, f"{path}[{k!r}]")]
     if isinstance(stored, (list, tuple)) and isinstance(fresh, (list, tuple)):
         if len(stored) != len(fresh):
             return [f"{path}: lengths differ"]

@@ -115,7 +115,7 @@ def run_parameters_of(chapter: str) -> dict:
 
 
 def verify_chapter(chapter: str, keys: list[str], threads: int | None, workdir: Path) -> dict:
-    import papermill
+    from .run import execute  # the kernel on IPC sockets, as repro.run starts it
 
     env_before = dict(os.environ)
     os.environ.update(REPRO_STORE_ONLY="1", REPRO_VERIFY=",".join(keys), REPRO_PROGRESS="0")
@@ -123,10 +123,8 @@ def verify_chapter(chapter: str, keys: list[str], threads: int | None, workdir: 
         os.environ["REPRO_THREADS"] = str(threads)
     started, error = time.time(), None
     try:
-        papermill.execute_notebook(
-            str(NOTEBOOKS / f"{chapter}.ipynb"), str(workdir / f"{chapter}.ipynb"), cwd=str(PROJECT_ROOT),
-            parameters={**run_parameters_of(chapter), "profile": "full", "results_dir": str(workdir)},
-            progress_bar=False, kernel_name="python3")
+        execute(NOTEBOOKS / f"{chapter}.ipynb", workdir / f"{chapter}.ipynb",
+                {**run_parameters_of(chapter), "profile": "full", "results_dir": str(workdir)})
     except Exception as e:  # the notebook's own error says which experiment is missing
         error = str(e).strip().splitlines()[-1][:400] if str(e).strip() else type(e).__name__
     finally:
