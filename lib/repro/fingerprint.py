@@ -213,7 +213,7 @@ def dependencies(*objects) -> dict[str, str]:
     walker = _Walker()
     for obj in objects:
         walker.value(obj)
-    return dict(sorted((walker.where[i], walker.parts[i][1]) for i in walker.where))
+    return dict(sorted((walker.where[i], walker.parts[i][1]) for i in walker.where if i in walker.parts))
 
 
 def part_digest(obj) -> str:
