@@ -13,7 +13,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import seaborn as sns
 import torch
 
 from .claims import Claim, as_dicts, check_claims, claim_counts, claims_frame
+from .store import PLUMBING, git
 from .verdicts import (CLOSE_FACTOR, ROW_KINDS, SCORED, TOLERANCE_KINDS, VERDICTS, DuplicateRowError, Row,
                        Tolerance, binomial_bound, cannot_be_tested, check_distinct, column_spread, compare, compare_column, counts, distance,
                        distinct, exact, inconsistency, judge, numerical_bound, printed_precision, seed_spread,
@@ -115,17 +115,10 @@ def load_reference_csv(chapter: str, name: str, **kw) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------- provenance
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def provenance(settings, started: float) -> dict:
     return {
-        "git_commit": _git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_seconds": round(time.time() - started, 1),
         "device": str(settings.device),
@@ -178,7 +171,6 @@ def write_summary(settings, rows: list[Row], started: float, extra: dict | None 
 
 def _same_results(old: dict | None, new: dict) -> bool:
     """Same chapter, parameters, rows and experiments (by key): a rebuild that changed nothing."""
-    from .store import PLUMBING
 
     plain = lambda v: json.loads(json.dumps(v, default=str))
     choices = lambda s: {k: v for k, v in plain(s.get("parameters", {})).items() if k not in PLUMBING}
