@@ -171,7 +171,6 @@ def write_summary(settings, rows: list[Row], started: float, extra: dict | None 
 
 def _same_results(old: dict | None, new: dict) -> bool:
     """Same chapter, parameters, rows and experiments (by key): a rebuild that changed nothing."""
-
     plain = lambda v: json.loads(json.dumps(v, default=str))
     choices = lambda s: {k: v for k, v in plain(s.get("parameters", {})).items() if k not in PLUMBING}
     if not old or choices(old) != choices(new) or any(old.get(k) != plain(new.get(k))
