@@ -122,7 +122,7 @@ def run_chapter(chapter: str, root: Path, work: Path, timeout: int = 3600) -> di
     log = work / f"{chapter}.jsonl"
     log.unlink(missing_ok=True)
     nb = load_notebook_node(str(root / "notebooks" / f"{chapter}.ipynb"))
-    nb = parameterize_notebook(nb, {"profile": "full", "cache": False,
+    nb = parameterize_notebook(nb, {"profile": "full", "cache": False, "max_minutes": 0,
                                     "results_dir": str(work / "results"), "cache_dir": str(work / "cache")})
     patch = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
              f"import estimate as _estimate; _estimate.install({str(log)!r})")
