@@ -1,4 +1,4 @@
-"""The hand-written k-layer batch-norm network of dd2424-a3 (repro.bn_net)."""
+"""The hand-written k-layer batch-norm network of dd2424-a3 (repro.chapters.dd2424_a3)."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import repro
-from repro import bn_net
+from repro.chapters import dd2424_a3 as bn_net
 
 
 def toy(n=40, d=12, c=5, seed=0, dtype=torch.float64):

@@ -12,7 +12,8 @@ import torch
 matplotlib.use("Agg")
 
 import repro  # noqa: E402
-from repro import augment, engine, images, vgg  # noqa: E402
+from repro import augment, engine, images  # noqa: E402
+from repro.chapters import ift6135_2019 as vgg  # noqa: E402
 from repro.data import MissingDataError  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""repro.tensorboard_logs (sharif-hw2): monitor metrics, event files written and read back."""
+"""repro.chapters.sharif_hw2 (sharif-hw2): monitor metrics, event files written and read back."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 
 import repro
 from repro import sweep
-from repro import tensorboard_logs as tb
+from repro.chapters import sharif_hw2 as tb
 
 
 def toy(n=400, seed=0):

@@ -10,7 +10,7 @@ decoded ONCE into a uint8 tensor (N, 3, H, W) and stored next to the data
 (``<root>/../decoded/<name>-<fingerprint>.pt``), or in the cache folder when the data
 folder is read-only. The fingerprint covers every file's name and size, so a changed
 folder is decoded again. Images stay uint8 on the device (4x smaller than float32); models
-convert them (see :class:`repro.vgg.Standardize`) and :mod:`repro.augment` augments them
+convert them (see :class:`repro.chapters.ift6135_2019.Standardize`) and :mod:`repro.augment` augments them
 in batches.
 """
 from __future__ import annotations

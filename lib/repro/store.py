@@ -239,7 +239,7 @@ def library_current(depends_on) -> bool:
     its cells run; an edit there is caught by the key at look-up). Code that moved elsewhere
     cannot be found by its old name and is left to the key as well. Digests are those of a Jupyter
     kernel, where every key is computed (``tqdm.auto`` resolves differently outside one): check
-    from a plain process with :func:`repro.verify.missing_parts_in_kernel`.
+    from a plain process with :func:`repro.tools.verify.missing_parts_in_kernel`.
     """
     import importlib
     import inspect

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import gradcheck, store
-from .config import check_choice
-from .data import Split
-from .engine import fit
+from .. import gradcheck, store
+from ..config import check_choice
+from ..data import Split
+from ..engine import fit
 
 SOFTMAX_SHIFTS = ("global", "row")
 INIT_STDS = ("xavier", "he")

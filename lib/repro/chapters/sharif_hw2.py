@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import store
-from .data import Split
-from .engine import cross_entropy
+from .. import store
+from ..data import Split
+from ..engine import cross_entropy
 
 LOSS_TAGS = {"train": "S_Loss/train_loss", "test": "S_Loss_1/test_loss", "valid": "S_Loss_2/val_loss",
              "train (running)": "S_Loss/train_minibatch_loss"}
@@ -192,7 +192,7 @@ def train_monitored(configs: Sequence[dict], train: Split, evaluate_on: dict[str
     then differ in order as well as in initial weights). Cached under ``experiment`` with every
     setting that changes the result.
     """
-    from .sweep import DEFAULTS, train_family
+    from ..sweep import DEFAULTS, train_family
 
     configs = [{**DEFAULTS, **c} for c in configs]
     for i, c in enumerate(configs):
