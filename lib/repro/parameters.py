@@ -74,17 +74,36 @@ def notebook_of(chapter: str) -> Path:
     return PROJECT_ROOT / "notebooks" / f"{chapter}.ipynb"
 
 
+def parameters_cell(path: Path) -> str:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            return cell.source
+    raise ParameterError(f"{path} has no cell tagged 'parameters'")
+
+
 def declared(notebook: Path | str) -> dict[str, Parameter]:
-    """The parameters cell of ``notebook`` (a path, or a chapter name), as :class:`Parameter` s."""
-    import papermill
+    """The parameters cell of ``notebook`` (a path, or a chapter name), as :class:`Parameter` s.
+
+    Parsed with Python's own ``ast`` and ``tokenize`` (papermill's inspector skips a line whose
+    comment contains ``=``, such as ``>= 0``)."""
+    import io
+    import tokenize
 
     path = Path(notebook) if str(notebook).endswith(".ipynb") else notebook_of(str(notebook))
     if not path.is_file():
         raise ParameterError(f"no notebook {path}")
+    source = parameters_cell(path)
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
     out = {}
-    for name, spec in papermill.inspect_notebook(str(path)).items():
-        text = spec.get("help") or ""
-        out[name] = Parameter(name, literal(spec["default"]), text, choices_in(text), bound_in(text))
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, text = node.targets[0].id, comments.get(node.end_lineno, "")
+            default = ast.literal_eval(node.value)
+            out[name] = Parameter(name, default, text, choices_in(text), bound_in(text))
     return out
 
 
