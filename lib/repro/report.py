@@ -206,8 +206,10 @@ def answer(settings, rows: list[Row], claims: list[Claim], headline: str = "") -
     where = ("at the report's own settings" if settings.profile == "full" and not getattr(settings.plan, "not_run", None)
              else f"on the `{settings.profile}` profile" + (" (parts of it reduced, see below)" if settings.profile == "full" else
                                                           ", a reduced run: read the verdicts as a test of the code, not of the report"))
-    parts = [f"**Our answer** ({where}): of the report's {len(claims)} conclusions, {held.get('holds', 0)} hold and "
-             f"{held.get('fails', 0)} fail" + (f" ({len(claims) - decided} cannot be decided here)" if decided < len(claims) else "")]
+    verb = lambda n, one, many: f"{n} {one if n == 1 else many}"  # noqa: E731
+    parts = [f"**Our answer** ({where}): of the report's {len(claims)} conclusions, {verb(held.get('holds', 0), 'holds', 'hold')} "
+             f"and {verb(held.get('fails', 0), 'fails', 'fail')}"
+             + (f" ({len(claims) - decided} cannot be decided here)" if decided < len(claims) else "")]
     if scored:
         parts.append(f"of its {sum(trained.values())} trained numbers, " + ", ".join(f"{n} {v}" for v, n in scored.items())
                      + "; the others are not comparable at this setting")
