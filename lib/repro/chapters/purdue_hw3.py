@@ -304,10 +304,12 @@ class _Probe:
         self.calls += 1
 
 
-def train_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, setup: str,
-                 method: str = "sgd", batch_size: int, epochs: int, curve_every: int = 1,
-                 eval_at_start: bool = True, order_seed: int = 0) -> pd.DataFrame:
-    """Train the configs (dicts with ``lr``, ``l2``, ``seed``, ``label``) as one family.
+def train_setup_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, setup: str,
+                       method: str = "sgd", batch_size: int, epochs: int, curve_every: int = 1,
+                       eval_at_start: bool = True, order_seed: int = 0) -> pd.DataFrame:
+    """Train the configs (dicts with ``lr``, ``l2``, ``seed``, ``label``) as one family in one of
+    the report's two :data:`SETUPS`, with this chapter's evaluation schedule (not to be confused
+    with :func:`repro.sweep.train_family`, the shared sweep of plain MLP families).
 
     Returns a tidy history: ``config, member, epoch, step, split, loss, accuracy, penalty,
     objective, seconds``. ``split`` is each evaluated split (a full evaluation every
@@ -354,12 +356,12 @@ def train_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, S
 
 def run_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, settings=None,
                experiment: str = "mlp", cache_config: dict | None = None, **kw) -> pd.DataFrame:
-    """:func:`train_family`, cached under ``experiment`` (one cache entry per family)."""
+    """:func:`train_setup_family`, cached under ``experiment`` (one cache entry per family)."""
     if settings is None:
-        return train_family(configs, train, evaluate_on, **kw)
+        return train_setup_family(configs, train, evaluate_on, **kw)
     key = {"configs": list(configs), "fit": kw, "sizes": [len(train)] + [len(s) for s in evaluate_on.values()],
            **(cache_config or {})}
-    return store.cached(settings, experiment, key, lambda: train_family(configs, train, evaluate_on, **kw))
+    return store.cached(settings, experiment, key, lambda: train_setup_family(configs, train, evaluate_on, **kw))
 
 
 def final_numbers(history: pd.DataFrame) -> pd.DataFrame:
