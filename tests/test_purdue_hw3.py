@@ -214,19 +214,19 @@ def test_fan_in_uniform_init_and_the_recorded_loss():
     assert torch.allclose(logits.grad, ce_grad)  # trained with the unclipped gradient
 
 
-def test_train_family_one_step_per_epoch_as_run_and_full_epochs_intended():
+def test_train_setup_family_one_step_per_epoch_as_run_and_full_epochs_intended():
     g = torch.Generator().manual_seed(0)
     train = repro.Split(torch.rand(300, 784, generator=g) * 255, torch.randint(0, 10, (300,), generator=g))
     test = repro.Split(torch.rand(50, 784, generator=g) * 255, torch.randint(0, 10, (50,), generator=g))
     configs = [dict(lr=1e-4, l2=0.0, seed=0, label="a"), dict(lr=1e-4, l2=1.0, seed=1, label="b")]
-    h = purdue.train_family(configs, train, {"train": train, "test": test}, setup="as-run", batch_size=100,
-                            epochs=4, curve_every=2)
+    h = purdue.train_setup_family(configs, train, {"train": train, "test": test}, setup="as-run", batch_size=100,
+                                  epochs=4, curve_every=2)
     assert h["step"].max() == 4 and set(h["split"]) == {"train", "test", "minibatch"}
     assert sorted(h.query("split == 'test' and config == 'a'")["step"]) == [0, 2, 4]
     assert (h.query("config == 'b'")["penalty"] > 0).all() and (h.query("config == 'a'")["penalty"] == 0).all()
     finals = purdue.final_numbers(h)
     assert list(finals.index.get_level_values("config")) == ["a", "b"]
-    hi = purdue.train_family(configs, train, {"train": train, "test": test}, setup="intended", batch_size=100,
-                             epochs=2, curve_every=1)
+    hi = purdue.train_setup_family(configs, train, {"train": train, "test": test}, setup="intended", batch_size=100,
+                                   epochs=2, curve_every=1)
     assert hi["step"].max() == 6 and hi["epoch"].max() == 2 and "minibatch" not in set(hi["split"])
     assert purdue.final_numbers(hi).loc[("intended", "a"), "epochs"] == 2

@@ -16,15 +16,19 @@ In both, weights and biases start U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and members
 family (same batch size and optimizer) train as one batched :class:`repro.models.MLPFamily`,
 each with its own seed and its own data order.
 
-This module holds everything only this report needs: the two setups (above), the course
-handout's update rules (:class:`HandoutOptimizer`), the shuffled-labels experiment
-(:func:`shuffle_labels`) and the loss along a straight line in weight space (:func:`line_scan`).
+This module holds everything only this report needs: the two setups (above,
+:func:`train_setup_family`), the course handout's update rules (:class:`HandoutOptimizer`), the
+shuffled-labels experiment (:func:`shuffle_labels`), the loss along a straight line in weight
+space (:func:`line_scan`), the report's MLP numbers beside ours under the tolerance rule
+(:class:`Comparison`), the CNN's feature-map sides and validation logs (:func:`sides`,
+:func:`cnn_log_rows`) and the page's headline (:func:`headline`).
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -35,6 +39,7 @@ from ..config import check_choice
 from ..data import Split
 from ..engine import cross_entropy, evaluate, fit
 from ..models import MLPFamily
+from ..verdicts import binomial_bound, column_spread, compare, compare_column, printed_precision, seed_spread
 
 
 # ------------------------------------------------------------ the course handout's optimizers
@@ -304,10 +309,12 @@ class _Probe:
         self.calls += 1
 
 
-def train_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, setup: str,
-                 method: str = "sgd", batch_size: int, epochs: int, curve_every: int = 1,
-                 eval_at_start: bool = True, order_seed: int = 0) -> pd.DataFrame:
-    """Train the configs (dicts with ``lr``, ``l2``, ``seed``, ``label``) as one family.
+def train_setup_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, setup: str,
+                       method: str = "sgd", batch_size: int, epochs: int, curve_every: int = 1,
+                       eval_at_start: bool = True, order_seed: int = 0) -> pd.DataFrame:
+    """Train the configs (dicts with ``lr``, ``l2``, ``seed``, ``label``) as one family in one of
+    the report's two :data:`SETUPS`, with this chapter's evaluation schedule (not to be confused
+    with :func:`repro.sweep.train_family`, the shared sweep of plain MLP families).
 
     Returns a tidy history: ``config, member, epoch, step, split, loss, accuracy, penalty,
     objective, seconds``. ``split`` is each evaluated split (a full evaluation every
@@ -354,12 +361,12 @@ def train_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, S
 
 def run_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, settings=None,
                experiment: str = "mlp", cache_config: dict | None = None, **kw) -> pd.DataFrame:
-    """:func:`train_family`, cached under ``experiment`` (one cache entry per family)."""
+    """:func:`train_setup_family`, cached under ``experiment`` (one cache entry per family)."""
     if settings is None:
-        return train_family(configs, train, evaluate_on, **kw)
+        return train_setup_family(configs, train, evaluate_on, **kw)
     key = {"configs": list(configs), "fit": kw, "sizes": [len(train)] + [len(s) for s in evaluate_on.values()],
            **(cache_config or {})}
-    return store.cached(settings, experiment, key, lambda: train_family(configs, train, evaluate_on, **kw))
+    return store.cached(settings, experiment, key, lambda: train_setup_family(configs, train, evaluate_on, **kw))
 
 
 def final_numbers(history: pd.DataFrame) -> pd.DataFrame:
@@ -392,3 +399,163 @@ def time_as_run_epoch(train: Split, test: Split, *, method: str = "sgd", batch_s
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return float(pd.Series(times[1:]).median())
+
+
+# ------------------------------------------------------------ the report's numbers beside ours
+REPORT_IMAGES = {"train_acc": 60_000, "test_acc": 10_000}  # the report's accuracies are over all of MNIST's images
+
+
+def printed(value: float, step: float) -> str:
+    """The report's number as printed: whole numbers without decimals ('85%'), others to the table's step."""
+    decimals = max(0, -int(math.floor(math.log10(step) + 1e-9)))
+    return str(int(value)) if float(value).is_integer() else f"{value:.{decimals}f}"
+
+
+def report_columns(reported: dict) -> dict[tuple, list[float]]:
+    """Each MLP row's column of the report, for the rule's second test (a tolerance wider than half a
+    column's spread could let one constant match the column): ``(experiment, column, key)`` -> the
+    reported values it is held against (the four batch sizes at one learning rate, the optimizers,
+    the lambdas)."""
+    t, g, o, l2 = reported["tables_1_3"], reported["gd_vs_sgd"], reported["optimizers"], reported["l2"]
+    keys = {"loss": "loss", "train_acc": "train_accuracy_pct", "test_acc": "test_accuracy_pct"}
+    columns = {}
+    for table, column in (("Table 1", "loss"), ("Table 2", "train_acc"), ("Table 3", "test_acc")):
+        for i, lr in enumerate(t["learning_rates"]):
+            for bs in t["batch_sizes"]:
+                columns[(table, column, f"batch {bs}, lr {lr:g}")] = [row[i] for row in t[keys[column]]]
+    for column, key in keys.items():
+        for m in ("sgd", "gd"):
+            columns[("GD vs SGD", column, m)] = [g[n][key] for n in ("sgd", "gd")]
+        for m in ("sgd", "momentum", "nesterov", "adam"):
+            columns[("Optimizers", column, m)] = [o[n][key] for n in ("sgd", "momentum", "nesterov", "adam") if key in o[n]]
+        for lam in ("1", "0.1", "0.01"):
+            columns[("L2", column, f"sgd, lambda {lam}")] = [l2[n][key] for n in ("1", "0.1", "0.01")]
+    return columns
+
+
+@dataclass
+class Comparison:
+    """The MLP rows of the report beside ours, for the compared ``setup``, under the book's tolerance rule.
+
+    Each :meth:`row` also keeps the ``other`` setup's value of the same quantity in
+    :attr:`other_rows` (no verdict: the report printed one setup). A row's tolerance is the
+    measured seed spread when the row's network is one of the spread's own networks (``spread``:
+    mean and sd per (method, batch size, lr), used only when ``spread_serves``: the as-run setup is
+    compared and the spread was measured at the report's 100 updates on all the images), else two
+    binomial sd of an accuracy over the report's images or, for a loss, the report's printed
+    precision; never below half the report's last printed digit. Each row is held against its
+    column of the report (``columns``, :func:`report_columns`).
+    """
+
+    setup: str
+    other: str
+    columns: dict
+    spread: pd.DataFrame
+    spread_serves: bool
+    spread_seeds: int
+    spread_at: str  # where the spread was measured, e.g. "100 updates on 60,000 images"
+    profile: str
+    train_images: int  # the compared setup's training images (for the note of a reduced run)
+    comparable: bool
+    other_rows: list[dict] = field(default_factory=list)
+
+    def tolerance(self, reported: float, own: pd.Series, network: tuple, column: str, printed_step: float):
+        """(tolerance, sd): the seed spread of ``network`` = (method, batch size, lr) when it is the row's own
+        network (``own``: the row's final numbers, with its method, batch size, lr and L2), else the bound."""
+        candidates = [printed_precision(printed(reported, printed_step))]
+        sd = None
+        if (self.spread_serves and network in self.spread.index and float(own["l2"]) == 0
+                and (own["method"], int(own["batch_size"]), float(own["lr"])) == network):
+            sd = float(self.spread.loc[network, (column, "std")])
+            candidates.append(seed_spread(round(math.sqrt(2) * sd, 4), self.spread_seeds, at=(
+                f"as-run, {network[0]}, batch {network[1]}, lr {network[2]:g}, {self.spread_at}")))
+        elif column in REPORT_IMAGES:
+            candidates.append(binomial_bound(reported / 100, REPORT_IMAGES[column], scale=100, digits=2))
+        return max(candidates, key=lambda t: t.value), sd
+
+    def row(self, experiment: str, quantity: str, reported: float, finals: pd.DataFrame, key: str, column: str, *,
+            network: tuple, printed_step: float, section: str, faithful: bool):
+        """The reported-vs-ours row of ``finals.loc[(setup, key), column]`` (``finals``: :func:`final_numbers`
+        of both setups); ``network``: the spread network that may give its tolerance; ``faithful``: whether
+        this run trained the report's setting (else ours is only in the note)."""
+        ours = float(finals.loc[(self.setup, key), column])
+        other = float(finals.loc[(self.other, key), column])
+        self.other_rows.append(dict(setup=self.other, experiment=experiment, quantity=quantity, value=other,
+                                    section=section, epochs=float(finals.loc[(self.other, key), "epochs"])))
+        note = "" if faithful else (f"{self.profile}: {finals.loc[(self.setup, key), 'epochs']:g} epoch(s) on "
+                                    f"{self.train_images} training images gave {ours:.4g}")
+        tol, sd = self.tolerance(reported, finals.loc[(self.setup, key)], network, column, printed_step)
+        return compare(experiment, quantity, reported, ours if faithful else None, tol, section=section, note=note,
+                       comparable=self.comparable, seed_sd=sd,
+                       column_spread_=column_spread(self.columns[(experiment, column, key)]))
+
+
+def lr_extreme_checks(value: Callable, batch_sizes: Sequence[int], lrs: Sequence[float], lr: float, *,
+                      best: bool) -> dict[str, bool]:
+    """Per batch size, whether ``lr`` has the highest (``best``; else the lowest) training and test accuracy
+    and the lowest (else the highest) printed loss of the learning rates ``lrs``.
+    ``value(batch_size, lr, column)``: a final number of the compared setup."""
+    others = [x for x in lrs if x != lr]
+    sign = 1 if best else -1  # +1: above the others in accuracy, below them in loss
+    top, bottom = ("highest", "lowest") if best else ("lowest", "highest")
+    checks = {}
+    for bs in batch_sizes:
+        for what, column, s in ((f"{top} train accuracy", "train_acc", sign), (f"{top} test accuracy", "test_acc", sign),
+                                (f"{bottom} loss", "loss", -sign)):
+            checks[f"batch {bs}: {what}"] = all(s * value(bs, lr, column) > s * value(bs, x, column) for x in others)
+    return checks
+
+
+# ------------------------------------------------------------ the lecture's CNN
+@torch.no_grad()
+def sides(net: torch.nn.Module) -> dict[str, int]:
+    """Side of each feature map of the lecture's CNN (``conv1``, pool, ``conv2``, pool), measured by
+    running a blank 28x28 image through the layers, and the input size of ``fc1``."""
+    c1 = net.conv1(torch.zeros(1, 1, 28, 28))
+    p1 = F.max_pool2d(c1, 2)
+    c2 = net.conv2(p1)
+    p2 = F.max_pool2d(c2, 2)
+    return dict(conv1_out=c1.shape[-1], pool1_out=p1.shape[-1], conv2_out=c2.shape[-1], pool2_out=p2.shape[-1],
+                fc1_in=p2.flatten(1).shape[1])
+
+
+def cnn_log_rows(variant: str, log: dict, ours: pd.DataFrame, *, epochs: Sequence[int], faithful: bool, profile: str,
+                 test_images: int, section: str, comparable: bool) -> list:
+    """One CNN variant's validation log (``log``: the report's ``average_loss`` and ``correct`` per epoch)
+    beside ours (``ours``: our validation rows indexed by epoch; ``test_images``: how many we evaluated).
+
+    No seed spread of these CNNs is measured, so the tolerances are bounds: two binomial sd of a
+    count of correct answers among the report's 10,000 test images, and for the average loss the
+    printed precision (four decimals); each value is held against its neighbours in the log. An
+    epoch this run did not train, or a run on a subset of the images, gets no verdict, only a note.
+    """
+    n = REPORT_IMAGES["test_acc"]
+    trained = [float(e) in ours.index for e in epochs]
+    notes = [("" if faithful else f"{profile}: a subset of the images") if t else f"{profile}: not trained to epoch {e}"
+             for e, t in zip(epochs, trained)]
+    losses = [float(ours.loc[float(e), "loss"]) if t and faithful else None for e, t in zip(epochs, trained)]
+    correct = [float(ours.loc[float(e), "accuracy"]) * test_images if t and faithful else None
+               for e, t in zip(epochs, trained)]
+    loss_tol = [printed_precision(f"{v:.4f}") for v in log["average_loss"]]
+    count_tol = [binomial_bound(c / n, n, scale=n, of="a count of correct answers", digits=1) for c in log["correct"]]
+    rows = []
+    for quantity, reported, values, tols in (("average loss", log["average_loss"], losses, loss_tol),
+                                             ("correct of 10000", log["correct"], correct, count_tol)):
+        column = compare_column("CNN validation log", [f"{variant}, epoch {e}: {quantity}" for e in epochs], reported,
+                                values, tols, within="neighbours", section=section, comparable=comparable)
+        for row, note in zip(column, notes):
+            row.note = note
+        rows += column
+    return rows
+
+
+# ------------------------------------------------------------ the chapter's summary
+def headline(setup: str, table_finals: pd.DataFrame, opt_finals: pd.DataFrame, reported: dict) -> str:
+    """One sentence for the landing page: the compared setup's test accuracies of the report's
+    headline networks (batch 100 at lr 1e-3; Adam, Momentum and SGD at batch 300) beside the report's."""
+    t, o = table_finals.loc[setup], opt_finals.loc[setup]
+    ours = lambda m: f"{o.loc[m, 'test_acc']:.1f}%"
+    theirs = lambda m: f"{reported['optimizers'][m]['test_accuracy_pct']:g}%"
+    return (f"{setup}: batch 100, lr 1e-3 test {t.loc['batch 100, lr 0.001', 'test_acc']:.1f}% "
+            f"(report {reported['tables_1_3']['test_accuracy_pct'][0][0]:g}%); Adam {ours('adam')} (report {theirs('adam')}), "
+            f"Momentum {ours('momentum')} and SGD {ours('sgd')} (report {theirs('momentum')} and {theirs('sgd')})")
