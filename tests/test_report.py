@@ -176,3 +176,17 @@ def test_find_chromium_uses_chromium_variable_then_path_then_says_what_to_instal
     monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "pw"))  # and no Playwright browser
     with pytest.raises(SystemExit, match="make browser"):
         sitecheck.find_chromium()
+
+
+def test_the_page_opens_with_an_answer_counted_from_the_run(tmp_path):
+    from repro import claims
+
+    settings = settings_for(tmp_path)
+    rows = [report.compare("T", "a", 0.5, 0.5, 0.01), report.compare("T", "b", 0.5, 0.9, 0.01)]
+    said = [claims.claim("one", "A", "toy-s1", True, "rule", {"x": 1}),
+            claims.claim("two", "B", "toy-s1", False, "rule", {"x": 2}),
+            claims.not_run("three", "C", "toy-s2", "profile quick")]
+    text = report.answer(settings, rows, said)
+    assert "of the report's 3 conclusions, 1 holds and 1 fails (1 cannot be decided here)" in text
+    assert "of its 2 trained numbers, 1 match, 1 differs" in text
+    assert "reduced run" in text  # a quick run says what it is
