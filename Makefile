@@ -60,16 +60,16 @@ data: env
 # $$CHROMIUM) is used when there is one; else Debian's package is installed when we are root with
 # apt-get; else Playwright downloads its own build (internet needed); else a clear message.
 browser: env
-	@if b=$$($(PY) -m repro.sitecheck --which-browser 2>/dev/null); then \
+	@if b=$$($(PY) -m repro.tools.sitecheck --which-browser 2>/dev/null); then \
 	  echo "browser: $$b"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "browser: installing Debian's chromium with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  $(PY) -m repro.sitecheck --which-browser; \
+	  $(PY) -m repro.tools.sitecheck --which-browser; \
 	elif $(PY) -m playwright install chromium; then \
-	  $(PY) -m repro.sitecheck --which-browser; \
+	  $(PY) -m repro.tools.sitecheck --which-browser; \
 	else \
-	  $(PY) -m repro.sitecheck --which-browser; \
+	  $(PY) -m repro.tools.sitecheck --which-browser; \
 	fi
 
 # ---- chapters: papermill executes each notebook; re-run when its source, lib/ or the profile changes
@@ -82,7 +82,7 @@ book/chapters/%.ipynb: notebooks/%.ipynb $(LIB) build/profile-$(PROFILE) | env d
 chapters: $(EXECUTED)
 
 scoreboard: env
-	$(PY) -m repro.scoreboard --profile $(PROFILE)
+	$(PY) -m repro.tools.scoreboard --profile $(PROFILE)
 
 site: chapters scoreboard
 	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
@@ -113,9 +113,9 @@ site-smoke: env
 	rm -rf $(SMOKE_SITE) && mkdir -p $(SMOKE_SITE)/book/chapters
 	cp _config.yml _toc.yml $(SMOKE_SITE)/ && cp -r book/*.md book/_ext $(SMOKE_SITE)/book/
 	cp tests/golden/*.ipynb $(SMOKE_SITE)/book/chapters/
-	$(PY) -m repro.scoreboard --profile smoke --out $(SMOKE_SITE)/book/scoreboard.md
+	$(PY) -m repro.tools.scoreboard --profile smoke --out $(SMOKE_SITE)/book/scoreboard.md
 	cd $(SMOKE_SITE) && $(abspath $(VENV))/bin/jupyter-book build . --all -W -n --keep-going
-	$(PY) -m repro.sitecheck $(SMOKE_SITE)/_build/html --screenshots $(SMOKE_SITE)/screenshots
+	$(PY) -m repro.tools.sitecheck $(SMOKE_SITE)/_build/html --screenshots $(SMOKE_SITE)/screenshots
 
 # One papermill run per ATEN_CPU_CAPABILITY level this CPU has; the native run is kept with its images
 # stripped and the numbers that moved between levels recorded as ranges (tests/make_golden.sh).
@@ -123,7 +123,7 @@ golden: env data
 	tests/make_golden.sh $(PY) $(CHAPTERS)
 
 check-site: env
-	$(PY) -m repro.sitecheck _build/html --screenshots _build/screenshots
+	$(PY) -m repro.tools.sitecheck _build/html --screenshots _build/screenshots
 
 # ---- the committed result store (results/store): add a finished full run, re-check a sample
 store: env
@@ -131,7 +131,7 @@ store: env
 	$(PY) -m repro.store add $(CHAPTER)
 
 verify: env data
-	$(PY) -m repro.verify --budget $(VERIFY_BUDGET)
+	$(PY) -m repro.tools.verify --budget $(VERIFY_BUDGET)
 
 bench: env data
 	$(PY) bench/bench.py $(ARGS)

@@ -33,6 +33,16 @@ CHAPTERS = ("ift6135-2020", "ift6135-2019", "sharif-hw2", "dd2424-a3", "purdue-h
 GPU_ONLY = ("VGG",)  # model classes whose `full` training the issue counts as GPU work (hours on 2 CPU cores)
 
 
+def model_name(model) -> str:
+    """The model's class; "VGG" for the nn.Sequential that repro.chapters.ift6135_2019.vgg builds
+    (recognised by its first layer, the VGG's input standardisation)."""
+    model = getattr(model, "_orig_mod", model)
+    first = next(iter(model.children()), None)
+    if type(model).__name__ == "Sequential" and type(first).__name__ == "Standardize":
+        return "VGG"
+    return type(model).__name__
+
+
 def _timed(run) -> tuple[float, object]:
     import torch
     if torch.cuda.is_available():
@@ -82,7 +92,7 @@ def install(log: str, slice_seconds: float = SLICE_SECONDS):
         per_eval = max(t_eval - per_step, 0.0) if evaluate_on or on_evaluate else 0.0
         estimate = per_step * total + per_eval * len(evals)
         members = getattr(model, "n_members", 1)
-        entry = {"model": type(getattr(model, "_orig_mod", model)).__name__, "members": members, "desc": desc,
+        entry = {"model": model_name(model), "members": members, "desc": desc,
                  "train": len(train), "batch_size": batch_size, "steps": total, "measured_steps": measured,
                  "seconds_per_step": per_step, "evaluations": len(evals), "seconds_per_evaluation": per_eval,
                  "estimate_seconds": estimate, "spent_seconds": time.perf_counter() - t_in}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro import authors, report
+from repro import authors, plots, report
 from repro.config import PROJECT_ROOT
 
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -103,9 +103,9 @@ def test_text_sources_are_parsed_as_printed():
 
 def test_offline_and_missing_gives_a_message_and_the_page_still_draws(isolated, monkeypatch, capsys):
     monkeypatch.setenv("REPRO_OFFLINE", "1")
-    fig, ours = report.beside_reference_images("dd2424-a3", ["figures/overfit_cost.png"])
+    fig, ours = plots.beside_reference_images("dd2424-a3", ["figures/overfit_cost.png"])
     assert len(ours) == 1 and "not available here" in fig.axes[0].texts[0].get_text()
-    report.plt.close(fig)
+    plots.plt.close(fig)
     assert "REPRO_OFFLINE is set" in capsys.readouterr().out
 
 

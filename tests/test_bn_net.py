@@ -1,13 +1,14 @@
-"""The hand-written k-layer batch-norm network of dd2424-a3 (repro.bn_net)."""
+"""The hand-written k-layer batch-norm network of dd2424-a3 (repro.chapters.dd2424_a3)."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 import repro
-from repro import bn_net
+from repro.chapters import dd2424_a3 as bn_net
 
 
 def toy(n=40, d=12, c=5, seed=0, dtype=torch.float64):
@@ -214,3 +215,28 @@ def test_batched_and_one_at_a_time_differences_agree_and_subsets_are_even():
     with torch.no_grad():
         model.W2[0, 0, 0] = float("nan")
     assert model.finite_members().tolist() == [False]
+
+
+def test_first_nan_step_and_its_words():
+    frame = pd.DataFrame({"step": [1, 2, 3], "cost": [2.0, float("inf"), float("nan")], "weights finite": [True, True, False]})
+    assert bn_net.first_step(frame, lambda f: f["cost"] == float("inf")) == 2
+    assert bn_net.first_nan_step(frame) == 3 and bn_net.nan_outcome(frame) == "at step 3"
+    finite = frame.assign(**{"weights finite": True})
+    assert bn_net.first_nan_step(finite) == -1 and bn_net.nan_outcome(finite) == "none in 3 steps"
+
+
+def test_reductions_name_every_cut_and_none_at_the_report_settings():
+    reported = repro.report.load_reference("dd2424-a3")
+    full = dict(limit=None, big_limit=None, search_pairs=300, search_epochs=(9, 14), final_epochs=20, twolayer_epochs=10)
+    assert bn_net.reductions(full, reported) == []
+    assert bn_net.reductions(full | {"search_epochs": (9, 13)}, reported) == ["300 pairs x 9/13 epochs per search"]
+    smoke = dict(limit={"train": 500}, big_limit=None, search_pairs=4, search_epochs=(1, 1), final_epochs=1, twolayer_epochs=1)
+    assert bn_net.reductions(smoke, reported) == ["image subsets", "4 pairs x 1/1 epochs per search", "1 final epoch(s)",
+                                                  "1 two-layer epoch(s)"]
+
+
+def test_headline_says_what_was_cut_and_hides_results_of_image_subsets():
+    assert bn_net.headline("best accuracy 0.42", [], subsets=False) == "Best accuracy 0.42"
+    assert bn_net.headline("best accuracy 0.42", ["3 final epoch(s)"], subsets=False) == \
+        "Reduced run (3 final epoch(s)): best accuracy 0.42"
+    assert bn_net.headline("best accuracy 0.42", ["image subsets"], subsets=True) == "Reduced run (image subsets)"

@@ -12,7 +12,8 @@ import torch
 matplotlib.use("Agg")
 
 import repro  # noqa: E402
-from repro import augment, engine, images, vgg  # noqa: E402
+from repro import augment, engine, images  # noqa: E402
+from repro.chapters import ift6135_2019 as vgg  # noqa: E402
 from repro.data import MissingDataError  # noqa: E402
 
 
@@ -276,3 +277,65 @@ def test_extra_eval_losses_equal_separate_evaluations_from_one_forward_pass():
         row = h[h["split"] == f"{name} [twice]"].iloc[0]
         assert row["loss"] == pytest.approx(alone["loss"].iloc[0], rel=1e-6)
         assert row["accuracy"] == h[h["split"] == name]["accuracy"].iloc[0]
+
+
+# ----------------------------------------------------------------------------- the chapter's claims
+def test_input_blind_bounds_are_the_label_entropy_and_the_largest_class_share():
+    entropy, top = vgg.input_blind_bounds(torch.tensor([0, 0, 1, 1]))
+    assert entropy == pytest.approx(math.log(2)) and top == 0.5
+    entropy, top = vgg.input_blind_bounds(torch.tensor([3, 3, 3, 7]))  # absent classes add nothing
+    assert entropy == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))) and top == 0.75
+
+
+def init_history(accuracy, epochs):
+    """A tidy init-study history; ``accuracy(config, split, epoch)`` gives each row's accuracy."""
+    import pandas as pd
+    return pd.DataFrame([dict(config=c, split=s, epoch=float(e), accuracy=accuracy(c, s, e), loss=2.3 if c == "zero" else 0.3)
+                         for c in ("zero", "normal", "glorot") for s in ("train", "valid", "test") for e in range(1, epochs + 1)])
+
+
+def test_initialization_claims_read_fig1_and_epoch_60_and_say_what_a_short_run_cannot_show():
+    labels = torch.arange(10).repeat(10)  # uniform digits: entropy ln 10, top share 0.1
+    rises = lambda c, s, e: 0.1 if c == "zero" else min(0.99, 0.85 + (0.01 if c == "normal" else 0.012) * e)
+    claims = {c.name: c for c in vgg.initialization_claims(init_history(rises, 60), labels, 60, ran_fig1=True,
+                                                           ran_report=True, why_fig1="", why_report="", section="s1")}
+    assert claims["zero_does_not_learn"].status == "fails"  # loss 2.3 < ln 10 = 2.303: below the input-blind bound
+    assert claims["normal_glorot_learn"].status == "holds" and claims["normal_plateaus"].status == "holds"
+    assert claims["glorot_keeps_improving"].status == "holds"  # 0.99 at epoch 60 against 0.97 at epoch 10
+    assert claims["local_optimum"].status == "cannot be tested"
+    short = {c.name: c for c in vgg.initialization_claims(init_history(rises, 1), labels, 1, ran_fig1=False,
+                                                          ran_report=False, why_fig1="1 of 10", why_report="1 of 60",
+                                                          section="s1")}
+    assert short["glorot_keeps_improving"].status == "not run" and short["glorot_keeps_improving"].observed == ""
+    assert short["normal_plateaus"].observed == ""  # epoch 4 = epoch 10 = 1: no gain to compare
+    assert short["normal_glorot_learn"].status == "not run" and short["normal_glorot_learn"].why == "1 of 10"
+
+
+def vgg_history(lr_by_epoch, valid_loss):
+    import pandas as pd
+    rows = []
+    for e, (lr, loss) in enumerate(zip(lr_by_epoch, valid_loss), 1):
+        rows += [dict(split="train (running)", epoch=float(e), loss=loss + 0.1, accuracy=0.8, lr=lr),
+                 dict(split="valid (augmented)", epoch=float(e), loss=loss, accuracy=0.7 + e / 1000, lr=lr)]
+    return pd.DataFrame(rows)
+
+
+def test_lr_drop_checks_find_the_first_epoch_at_a_reduced_rate():
+    losses = [1.0] * 100
+    losses[62] = 0.5  # epoch 63, the first at the reduced rate: both losses fall
+    checks, evidence = vgg.lr_drop_checks(vgg_history([0.01] * 62 + [0.0005] * 38, losses), "valid (augmented)")
+    assert all(checks.values()) and evidence["first epoch at the reduced rate"] == 63
+    checks, _ = vgg.lr_drop_checks(vgg_history([0.01] * 80 + [0.0005] * 20, losses), "valid (augmented)")
+    assert not checks["first reduction within the scheduler's patience (10 epochs) of epoch 60"]
+    checks, evidence = vgg.lr_drop_checks(vgg_history([0.01] * 5, [1.0] * 5), "valid (augmented)")
+    assert checks == {"the learning rate is reduced": False} and evidence == {"epochs": 5}
+
+
+def test_long_run_measures_the_fall_from_the_best_epoch_and_the_last_epoch_gaps():
+    import pandas as pd
+    h = pd.DataFrame([dict(split="valid", epoch=1.0, loss=0.2, accuracy=0.98), dict(split="valid", epoch=2.0, loss=0.3, accuracy=0.97),
+                      dict(split="train (running)", epoch=2.0, loss=0.1, accuracy=0.975)])
+    m = vgg.long_run(h, 97.1)
+    assert m["fall"] == pytest.approx(1.0) and m["loss ratio"] == pytest.approx(3.0)
+    assert m["accuracy gap"] == pytest.approx(0.5)
+    assert m["fall allowed"] == pytest.approx(200 * math.sqrt(0.971 * 0.029 / 6000), abs=0.01)

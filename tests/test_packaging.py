@@ -58,7 +58,7 @@ def test_every_third_party_import_of_the_library_is_declared():
     runtime = {canonicalize_name(Requirement(r).name)
                for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
     imported = set()
-    for path in (ROOT / "lib" / "repro").glob("*.py"):
+    for path in (ROOT / "lib" / "repro").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import repro
-from repro import handout_optim, labels, landscape, models, purdue
-from repro.handout_optim import HandoutOptimizer
+from repro import models
+from repro.chapters import purdue_hw3 as purdue
+from repro.chapters.purdue_hw3 import HandoutOptimizer
 
 
 def toy_family(m=2, seed=0, dims=(6, 5, 3)):
@@ -48,9 +49,9 @@ def test_reset_momentum_and_nesterov_are_exactly_sgd(method):
 
 
 def test_reset_adam_steps_are_lr_times_c_of_t_times_sign_of_gradient():
-    assert handout_optim.reset_adam_scale(1) == pytest.approx(1.0)
-    assert handout_optim.reset_adam_scale(10) == pytest.approx(0.484, abs=1e-3)
-    assert handout_optim.reset_adam_scale(100) == pytest.approx(0.976, abs=1e-3)
+    assert purdue.reset_adam_scale(1) == pytest.approx(1.0)
+    assert purdue.reset_adam_scale(10) == pytest.approx(0.484, abs=1e-3)
+    assert purdue.reset_adam_scale(100) == pytest.approx(0.976, abs=1e-3)
     w = torch.nn.Parameter(torch.zeros(1000, dtype=torch.float64))
     opt = HandoutOptimizer([w], "adam", lr=1e-4, eps=1e-5, reset_state=True)
     g = torch.Generator().manual_seed(0)
@@ -60,7 +61,7 @@ def test_reset_adam_steps_are_lr_times_c_of_t_times_sign_of_gradient():
         w.grad = grad
         opt.step()
         step = before - w.detach()
-        expected = 1e-4 * handout_optim.reset_adam_scale(t) * grad.sign()
+        expected = 1e-4 * purdue.reset_adam_scale(t) * grad.sign()
         assert torch.allclose(step, expected, rtol=1e-4, atol=1e-12)
 
 
@@ -126,9 +127,9 @@ def test_as_run_l2_decays_weights_by_lambda_over_784_and_never_biases():
 # ------------------------------------------------------------------ labels
 def test_permutation_shuffle_keeps_every_label_once():
     y = torch.randint(0, 10, (5000,), generator=torch.Generator().manual_seed(0))
-    idx = labels.shuffle_index(len(y), "permutation", seed=3)
+    idx = purdue.shuffle_index(len(y), "permutation", seed=3)
     assert torch.equal(idx.sort().values, torch.arange(len(y)))
-    shuffled = labels.shuffle_labels(y, "permutation", seed=3)
+    shuffled = purdue.shuffle_labels(y, "permutation", seed=3)
     assert torch.equal(torch.bincount(shuffled, minlength=10), torch.bincount(y, minlength=10))
     assert (shuffled == y).double().mean() < 0.15
 
@@ -153,7 +154,7 @@ def test_numpy_shuffle_of_a_torch_tensor_is_the_documented_draw_with_replacement
 
 def test_our_numpy_on_torch_shuffle_duplicates_and_drops_labels_like_the_bug():
     n = 60_000
-    idx = labels.shuffle_index(n, "numpy-on-torch", seed=0)
+    idx = purdue.shuffle_index(n, "numpy-on-torch", seed=0)
     assert idx[0] == 0 and bool((idx <= torch.arange(n)).all())
     real = torch.arange(n)
     with warnings.catch_warnings():
@@ -168,7 +169,7 @@ def test_our_numpy_on_torch_shuffle_duplicates_and_drops_labels_like_the_bug():
             kept = torch.isin(torch.arange(lo, hi), s).double().mean()
             assert float(kept) == pytest.approx(expected, abs=0.02)
     y = torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(1))
-    summary = labels.shuffle_summary(y, idx)
+    summary = purdue.shuffle_summary(y, idx)
     assert summary["original labels still present"] == pytest.approx(0.5, abs=0.01)
     assert summary["largest class-count change (%)"] > 0
 
@@ -177,22 +178,22 @@ def test_our_numpy_on_torch_shuffle_duplicates_and_drops_labels_like_the_bug():
 def test_line_scan_interpolates_between_snapshots_and_restores_the_model():
     data = repro.Split(torch.randn(64, 6, dtype=torch.float64), torch.randint(0, 3, (64,)))
     net = toy_family(2)
-    start = landscape.snapshot(net)
+    start = purdue.snapshot(net)
     run(net, HandoutOptimizer(net.parameters(), "sgd", lr=0.5, n_members=2), toy_batches(10))
-    end = landscape.snapshot(net)
-    mid = landscape.interpolate(start, end, 0.5)
+    end = purdue.snapshot(net)
+    mid = purdue.interpolate(start, end, 0.5)
     for k in start:
         assert torch.allclose(mid[k], (start[k] + end[k]) / 2)
-        assert torch.equal(landscape.interpolate(start, end, 0.0)[k], start[k])
-    scan = landscape.line_scan(net, start, end, [0.0, 1.0, 1.5], {"d": data})
+        assert torch.equal(purdue.interpolate(start, end, 0.0)[k], start[k])
+    scan = purdue.line_scan(net, start, end, [0.0, 1.0, 1.5], {"d": data})
     for alpha, snap in ((0.0, start), (1.0, end)):
         ref = toy_family(2)
-        landscape.load_parameters(ref, snap)
+        purdue.load_parameters(ref, snap)
         expected = repro.evaluate(ref, data)
         got = scan[scan["alpha"] == alpha].sort_values("member")
         assert np.allclose(got["loss"], expected["loss"]) and np.allclose(got["accuracy"], expected["accuracy"])
     assert set(scan["member"]) == {0, 1} and np.allclose(scan["error_pct"], 100 * (1 - scan["accuracy"]))
-    for k, p in landscape.snapshot(net).items():
+    for k, p in purdue.snapshot(net).items():
         assert torch.equal(p, end[k])
 
 
@@ -213,19 +214,19 @@ def test_fan_in_uniform_init_and_the_recorded_loss():
     assert torch.allclose(logits.grad, ce_grad)  # trained with the unclipped gradient
 
 
-def test_train_family_one_step_per_epoch_as_run_and_full_epochs_intended():
+def test_train_setup_family_one_step_per_epoch_as_run_and_full_epochs_intended():
     g = torch.Generator().manual_seed(0)
     train = repro.Split(torch.rand(300, 784, generator=g) * 255, torch.randint(0, 10, (300,), generator=g))
     test = repro.Split(torch.rand(50, 784, generator=g) * 255, torch.randint(0, 10, (50,), generator=g))
     configs = [dict(lr=1e-4, l2=0.0, seed=0, label="a"), dict(lr=1e-4, l2=1.0, seed=1, label="b")]
-    h = purdue.train_family(configs, train, {"train": train, "test": test}, setup="as-run", batch_size=100,
-                            epochs=4, curve_every=2)
+    h = purdue.train_setup_family(configs, train, {"train": train, "test": test}, setup="as-run", batch_size=100,
+                                  epochs=4, curve_every=2)
     assert h["step"].max() == 4 and set(h["split"]) == {"train", "test", "minibatch"}
     assert sorted(h.query("split == 'test' and config == 'a'")["step"]) == [0, 2, 4]
     assert (h.query("config == 'b'")["penalty"] > 0).all() and (h.query("config == 'a'")["penalty"] == 0).all()
     finals = purdue.final_numbers(h)
     assert list(finals.index.get_level_values("config")) == ["a", "b"]
-    hi = purdue.train_family(configs, train, {"train": train, "test": test}, setup="intended", batch_size=100,
-                             epochs=2, curve_every=1)
+    hi = purdue.train_setup_family(configs, train, {"train": train, "test": test}, setup="intended", batch_size=100,
+                                   epochs=2, curve_every=1)
     assert hi["step"].max() == 6 and hi["epoch"].max() == 2 and "minibatch" not in set(hi["split"])
     assert purdue.final_numbers(hi).loc[("intended", "a"), "epochs"] == 2

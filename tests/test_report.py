@@ -5,7 +5,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from repro import config, report, scoreboard
+from repro import config, report
+from repro.tools import scoreboard
 
 
 @pytest.mark.parametrize("reported, ours, tol, kind, expected", [
@@ -93,7 +94,7 @@ def test_deviation_and_landing_pages_come_from_the_summaries(tmp_path):
 
 
 def test_speed_section_reads_the_benchmark_file(tmp_path):
-    from repro.scoreboard import render_speed
+    from repro.tools.scoreboard import render_speed
     assert "No speed benchmark" in render_speed(tmp_path / "missing.json")
     (tmp_path / "bench.json").write_text(json.dumps({"cpu": {"started": "2026-11-30", "lines": ["matmul peak: 1 GFLOP/s"]}}))
     text = render_speed(tmp_path / "bench.json")
@@ -161,7 +162,7 @@ def test_resolve_changes_torch_state_and_the_test_fixture_restores_it():
 
 
 def test_find_chromium_uses_chromium_variable_then_path_then_says_what_to_install(monkeypatch, tmp_path):
-    from repro import sitecheck
+    from repro.tools import sitecheck
     fake = tmp_path / "my-chrome"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
@@ -175,3 +176,17 @@ def test_find_chromium_uses_chromium_variable_then_path_then_says_what_to_instal
     monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "pw"))  # and no Playwright browser
     with pytest.raises(SystemExit, match="make browser"):
         sitecheck.find_chromium()
+
+
+def test_the_page_opens_with_an_answer_counted_from_the_run(tmp_path):
+    from repro import claims
+
+    settings = settings_for(tmp_path)
+    rows = [report.compare("T", "a", 0.5, 0.5, 0.01), report.compare("T", "b", 0.5, 0.9, 0.01)]
+    said = [claims.claim("one", "A", "toy-s1", True, "rule", {"x": 1}),
+            claims.claim("two", "B", "toy-s1", False, "rule", {"x": 2}),
+            claims.not_run("three", "C", "toy-s2", "profile quick")]
+    text = report.answer(settings, rows, said)
+    assert "of the report's 3 conclusions, 1 holds and 1 fails (1 cannot be decided here)" in text
+    assert "of its 2 trained numbers, 1 match, 1 differs" in text
+    assert "reduced run" in text  # a quick run says what it is

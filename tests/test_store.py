@@ -122,7 +122,7 @@ def test_editing_an_unrelated_module_is_a_hit_and_editing_the_engine_a_miss(tmp_
     copy = tmp_path / "lib"
     shutil.copytree(LIB, copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = key_with_library(copy)
-    for unrelated in ("sitecheck.py", "scoreboard.py"):
+    for unrelated in ("tools/sitecheck.py", "tools/scoreboard.py"):
         (copy / "repro" / unrelated).write_text((copy / "repro" / unrelated).read_text() + "\nEDITED = True\n")
     assert key_with_library(copy) == before
     engine = copy / "repro" / "engine.py"
@@ -263,7 +263,7 @@ def test_max_minutes_is_checked_before_any_work(tmp_path):
 
 
 def test_verify_samples_the_cheapest_entries_within_the_budget(tmp_path, monkeypatch):
-    from repro import verify
+    from repro.tools import verify
 
     entries = {"a": [dict(chapter="a", key="k1", wall_seconds=5), dict(chapter="a", key="k2", wall_seconds=500)],
                "b": [dict(chapter="b", key="k3", wall_seconds=20)]}

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import store, verify
+from repro import store
+from repro.tools import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))

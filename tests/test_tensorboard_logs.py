@@ -1,4 +1,4 @@
-"""repro.tensorboard_logs (sharif-hw2): monitor metrics, event files written and read back."""
+"""repro.chapters.sharif_hw2 (sharif-hw2): monitor metrics, event files written and read back."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 
 import repro
 from repro import sweep
-from repro import tensorboard_logs as tb
+from repro.chapters import sharif_hw2 as tb
 
 
 def toy(n=400, seed=0):
@@ -125,3 +125,18 @@ def test_figures_draw_without_warnings(monitored, tmp_path):
         g = tb.ridge(grid, "small", "layer_1/act1_hist")
     assert len(fig.axes) >= 3 and len(g.axes.flat) == 4
     plt.close("all")
+
+
+def test_spread_tolerance_adds_the_sampling_variance_to_a_draw_minus_a_mean():
+    seeds = pd.Series([0.90, 0.92, 0.94])  # sd 0.02
+    tol = tb.spread_tolerance(seeds, 0.0003, "batch 10")
+    assert tol.source == "seed spread" and "3 seeds at batch 10" in tol.basis
+    assert tol.value == pytest.approx(2 * round(math.sqrt(0.02 ** 2 * (1 + 1 / 3) + 0.0003), 4))
+    one = tb.spread_tolerance(pd.Series([0.9]), 0.0004, "batch 10")  # one seed: the sampling error alone
+    assert one.source == "numerical bound" and one.value == pytest.approx(0.04)
+
+
+def test_verdict_line_counts_the_verdicts_present():
+    rows = [repro.compare("e", q, 1.0, ours, 0.1) for q, ours in (("a", 1.0), ("b", 1.05), ("c", 1.15), ("d", 3.0))]
+    assert tb.verdict_line(rows) == "2 match, 1 close, 1 differs"
+    assert tb.verdict_line([]) == "none"

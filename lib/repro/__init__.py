@@ -6,8 +6,9 @@ families from :mod:`repro.models` and :mod:`repro.optim`), one gradient check
 :mod:`repro.verdicts` and the reports' conclusions as :mod:`repro.claims`), a result store
 (:mod:`repro.store`, keyed by :mod:`repro.fingerprint`) and parameter handling (:mod:`repro.config`).
 """
-from . import claims, config, data, engine, fingerprint, gradcheck, models, optim, report, store, verdicts
+from . import claims, config, data, engine, fingerprint, gradcheck, models, optim, parameters, plots, report, store, verdicts
 from .config import ParameterError, Settings, resolve
+from .parameters import setup
 from .data import Dataset, MissingDataError, Split, load_cifar10, load_mnist
 from .engine import clipped_cross_entropy, cross_entropy, evaluate, fit
 from .models import MLPFamily, count_parameters, mlp, mlp_parameter_count
@@ -15,7 +16,8 @@ from .optim import FamilySGD
 from .report import Row, compare, comparison_table, write_summary
 
 __all__ = [
-    "claims", "config", "data", "engine", "fingerprint", "gradcheck", "models", "optim", "report", "store", "verdicts",
+    "claims", "config", "data", "engine", "fingerprint", "gradcheck", "models", "optim", "parameters", "plots", "report",
+    "store", "verdicts", "setup",
     "ParameterError", "Settings", "resolve",
     "Dataset", "MissingDataError", "Split", "load_cifar10", "load_mnist",
     "clipped_cross_entropy", "cross_entropy", "evaluate", "fit",

@@ -10,7 +10,7 @@ image at a time in DataLoader workers::
 flip and the resized crop are composed into ONE affine map per image and applied with a
 single bilinear ``grid_sample`` (zeros outside the image, as RandomRotation's fill);
 colour jitter and grayscale are per-image arithmetic. Normalization is left to the model
-(:class:`repro.vgg.Standardize`), so validation images need no separate transform.
+(:class:`repro.chapters.ift6135_2019.Standardize`), so validation images need no separate transform.
 
 Differences from torchvision, all small: one interpolation instead of two (rotation, then
 crop), bilinear rotation (torchvision's RandomRotation defaults to nearest), continuous crop

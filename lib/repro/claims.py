@@ -162,8 +162,9 @@ def claim_all(name: str, statement: str, section: str, checks: dict, rule: str, 
 
 # ------------------------------------------------------------------------- showing claims
 def section_label(section: str) -> str:
-    """'2-hyper-parameter-search-tables-2-and-3' -> '§2'; a section without a number is kept."""
-    m = re.match(r"(\d+)[.-]", section)
+    """A section's short name: the MyST label 'dd2424-a3-s2' (or an older heading slug
+    '2-hyper-parameter-search-...') -> '§2'; a section without a number is kept."""
+    m = re.search(r"-s(\d+)$", section) or re.match(r"(\d+)[.-]", section)
     return f"§{m.group(1)}" if m else section
 
 

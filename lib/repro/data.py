@@ -134,6 +134,13 @@ def check_split(split: str) -> str:
                          f"(a seeded hold-out of N training images); got {split!r}")
 
 
+def keep_first(limit: dict | None, split: str, *arrays):
+    """The first ``limit[split]`` items of each array, or all of them when ``limit`` names no
+    size for this split: the one way a profile shrinks a data set (every loader's ``limit``)."""
+    n = (limit or {}).get(split)
+    return arrays if n is None else tuple(a[:n] for a in arrays)
+
+
 def load_mnist(split: str = "50k/10k/10k", *, scaling: str = "unit", flatten: bool = True,
                dataset: str = "mnist", data_dir: Path | str | None = None, device="cpu",
                limit: dict | None = None, split_seed: int = 0, split_rng: str = "torch") -> Dataset:
@@ -172,9 +179,7 @@ def load_mnist(split: str = "50k/10k/10k", *, scaling: str = "unit", flatten: bo
     def make(x, y, idx, name):
         if idx is not None:
             x, y = x[idx], y[idx]
-        n = (limit or {}).get(name)
-        if n is not None:
-            x, y = x[:n], y[:n]
+        x, y = keep_first(limit, name, x, y)
         x = scale_pixels(x, scaling)
         x = x.reshape(len(x), -1) if flatten else x.unsqueeze(1)
         return Split(x.to(device), y.to(device))
@@ -221,15 +226,9 @@ def load_cifar10(train_batches=("data_batch_1",), valid_batches=("data_batch_2",
     else:
         vx, vy = stack(valid_batches) if valid_batches else (None, None)
     sx, sy = read_cifar_batch(test_batch, data_dir)
-    lim = limit or {}
-
-    def cut(x, y, name):
-        n = lim.get(name)
-        return (x[:n], y[:n]) if n is not None else (x, y)
-
-    (tx, ty), (sx, sy) = cut(tx, ty, "train"), cut(sx, sy, "test")
+    (tx, ty), (sx, sy) = keep_first(limit, "train", tx, ty), keep_first(limit, "test", sx, sy)
     if vx is not None:
-        vx, vy = cut(vx, vy, "valid")
+        vx, vy = keep_first(limit, "valid", vx, vy)
     mean = (tx.astype(np.float64) / 255).mean(axis=0) if center else 0.0
 
     def make(x, y):

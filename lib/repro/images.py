@@ -10,7 +10,7 @@ decoded ONCE into a uint8 tensor (N, 3, H, W) and stored next to the data
 (``<root>/../decoded/<name>-<fingerprint>.pt``), or in the cache folder when the data
 folder is read-only. The fingerprint covers every file's name and size, so a changed
 folder is decoded again. Images stay uint8 on the device (4x smaller than float32); models
-convert them (see :class:`repro.vgg.Standardize`) and :mod:`repro.augment` augments them
+convert them (see :class:`repro.chapters.ift6135_2019.Standardize`) and :mod:`repro.augment` augments them
 in batches.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import ParameterError, default_cache_dir, default_data_dir
-from .data import MissingDataError, Split
+from .data import MissingDataError, Split, keep_first
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CATSDOGS = "catsdogs"
@@ -183,9 +183,8 @@ def load_catsdogs(train_fraction: float = 0.85, *, split_seed: int = 0, data_dir
     perm = torch.from_numpy(np.random.RandomState(split_seed).permutation(n))
     cut = math.ceil(train_fraction * n)
     train_index, valid_index = perm[:cut], perm[cut:]
-    lim = limit or {}
-    train_index, valid_index = train_index[:lim.get("train")], valid_index[:lim.get("valid")]
-    unlabelled = test.images[:lim.get("unlabelled")]
+    (train_index,), (valid_index,) = keep_first(limit, "train", train_index), keep_first(limit, "valid", valid_index)
+    (unlabelled,) = keep_first(limit, "unlabelled", test.images)
 
     def split(idx):
         return Split(labelled.images[idx].to(device), labelled.labels[idx].to(device))

@@ -18,9 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 import torch
 
 from .claims import Claim, as_dicts, check_claims, claim_counts, claims_frame
@@ -42,6 +40,35 @@ class Deviation:
     effect: str
     section: str = ""
     default: str = "what was run"  # what the chapter reproduces by default (and the parameter for the other)
+
+
+def deviations(chapter: str, **values) -> list[Deviation]:
+    """The chapter's deviations, read from ``reference/<chapter>/deviations.yaml``.
+
+    The file is a list of entries with the fields of :class:`Deviation`; a field may quote this
+    run's numbers as ``{name}`` or ``{name:.4f}``, filled from ``values`` (a missing value is an
+    error, so a template cannot silently print its placeholder)."""
+    import yaml
+
+    path = reference_dir(chapter) / "deviations.yaml"
+    entries = yaml.safe_load(path.read_text()) or []
+    out = []
+    for entry in entries:
+        unknown = set(entry) - set(Deviation.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown field(s) {sorted(unknown)} in {entry.get('title')!r}")
+        try:
+            out.append(Deviation(**{k: str(v).format_map(values) for k, v in entry.items()}))
+        except KeyError as missing:
+            raise ValueError(f"{path}: {entry.get('title')!r} quotes {missing}, which the notebook did not pass") from None
+    return out
+
+
+def deviations_table(items: list[Deviation], name: str) -> "CaptionedTable":
+    frame = pd.DataFrame([{"deviation": d.title, "the report says": d.report_says, "the code did": d.code_did,
+                           "this book": d.default} for d in items]).set_index("deviation")
+    return captioned(frame, "Where the report's text and its authors' code disagree (evidence and effect: the summary "
+                     "file and the deviations page)", name)
 
 
 def rows_frame(rows: list[Row]) -> pd.DataFrame:
@@ -169,6 +196,43 @@ def write_summary(settings, rows: list[Row], started: float, extra: dict | None 
     return path
 
 
+def answer(settings, rows: list[Row], claims: list[Claim], headline: str = "") -> str:
+    """The chapter's answer in two sentences, for the top of its page: what became of the
+    report's conclusions and of its trained numbers, at which settings."""
+    held = claim_counts(claims)
+    decided = held.get("holds", 0) + held.get("fails", 0)
+    trained = counts(rows, "trained")
+    scored = {v: n for v, n in trained.items() if v in SCORED and n}
+    where = ("at the report's own settings" if settings.profile == "full" and not getattr(settings.plan, "not_run", None)
+             else f"on the `{settings.profile}` profile" + (" (parts of it reduced, see below)" if settings.profile == "full" else
+                                                          ", a reduced run: read the verdicts as a test of the code, not of the report"))
+    verb = lambda n, one, many: f"{n} {one if n == 1 else many}"  # noqa: E731
+    parts = [f"**Our answer** ({where}): of the report's {len(claims)} conclusions, {verb(held.get('holds', 0), 'holds', 'hold')} "
+             f"and {verb(held.get('fails', 0), 'fails', 'fail')}"
+             + (f" ({len(claims) - decided} cannot be decided here)" if decided < len(claims) else "")]
+    if scored:
+        parts.append(f"of its {sum(trained.values())} trained numbers, " + ", ".join(f"{n} {v}" for v, n in scored.items())
+                     + "; the others are not comparable at this setting")
+    text = "; ".join(parts) + "."
+    return text + (f" {headline}." if headline and not headline.endswith(".") else f" {headline}" if headline else "")
+
+
+def finish(settings, started: float, rows: list[Row], claims: list[Claim], *, deviations: list[Deviation] = (),
+           headline: str = "", extra: dict | None = None, name: str | None = None) -> "CaptionedTable":
+    """The end of every chapter: write the summary file, glue the page's opening answer
+    (``answer``) and the store's log (``result_sources``), and show every claim."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    from .store import sources_markdown
+
+    path = write_summary(settings, rows, started, extra=extra, deviations=list(deviations), headline=headline, claims=claims)
+    glue("answer", Markdown(answer(settings, rows, claims, headline)), display=False)
+    glue("result_sources", Markdown(sources_markdown(settings)), display=False)
+    print(f"wrote {path.name}: {len(rows)} distinct published numbers, {len(claims)} claims")
+    return claims_table(claims, "Every conclusion of the report, checked on this run", name or f"tab-{settings.chapter}-claims")
+
+
 def _same_results(old: dict | None, new: dict) -> bool:
     """Same chapter, parameters, rows and experiments (by key): a rebuild that changed nothing."""
     plain = lambda v: json.loads(json.dumps(v, default=str))
@@ -187,36 +251,7 @@ def read_summary(path: Path) -> dict | None:
         return None
 
 
-# ------------------------------------------------------------------------- figures
-def setup_style() -> None:
-    sns.set_theme(context="notebook", style="whitegrid")
-    plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.figsize": (7, 4)})
-
-
-def curves(data: pd.DataFrame, *, x: str = "epoch", y: str = "loss", hue: str | None = None,
-           style: str | None = None, col: str | None = None, title: str = "", xlabel: str = "epoch",
-           ylabel: str = "loss", logy: bool = False, height: float = 3.4):
-    """Line plot(s) of a tidy history; ``col`` makes one panel per value."""
-    g = sns.relplot(data=data, x=x, y=y, hue=hue, style=style, col=col, kind="line", marker="o",
-                    markersize=4, height=height, aspect=1.25, facet_kws={"sharey": False})
-    g.set_axis_labels(xlabel, ylabel)
-    if logy:
-        g.set(yscale="log")
-    if title:
-        g.figure.suptitle(title, y=1.03)
-    return g
-
-
-def overlay(ours: pd.DataFrame, theirs: pd.DataFrame | None, **kw):
-    """Our curves (solid) beside the authors' published ones (dashed), same axes."""
-    parts = [ours.assign(source="ours")]
-    if theirs is not None:
-        parts.append(theirs.assign(source="authors' file"))
-    data = pd.concat(parts, ignore_index=True)
-    kw.setdefault("style", "source")
-    return curves(data, **kw)
-
-
+# ------------------------------------------------------------------------- tables
 def markdown_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy whose labels read well in a Markdown table: multi-level labels joined with
     spaces (not printed as tuples) and ``|`` escaped in labels and text cells."""
@@ -258,26 +293,3 @@ class CaptionedTable:
 
 def captioned(frame: pd.DataFrame, caption: str, name: str, floatfmt: str = "g") -> CaptionedTable:
     return CaptionedTable(frame, caption, name, floatfmt)
-
-
-def beside_reference_images(chapter: str, images: list[str], *, ours: int = 1, titles: list[str] | None = None,
-                            title: str = "", panel_width: float = 4.2, height: float = 3.4):
-    """One row of panels: the authors' published figures first (PNG files found by
-    :mod:`repro.authors`, shown as images), then ``ours`` empty axes for our curves.
-
-    For reports whose authors kept only images of their curves (dd2424-a3). Returns
-    (figure, list of our axes).
-    """
-    fig, axes = plt.subplots(1, len(images) + ours, figsize=(panel_width * (len(images) + ours), height))
-    axes = list(axes) if len(images) + ours > 1 else [axes]
-    for i, (ax, name) in enumerate(zip(axes, images)):
-        path = authors_file(chapter, name)
-        if path is not None:
-            ax.imshow(plt.imread(path))
-        else:
-            ax.text(0.5, 0.5, "the authors' figure\nis not available here", ha="center", va="center")
-        ax.set_axis_off()
-        ax.set_title(titles[i] if titles else f"authors' figure: {name}", fontsize=9)
-    if title:
-        fig.suptitle(title, y=1.02)
-    return fig, axes[len(images):]

@@ -232,16 +232,66 @@ def stored_entries(chapter: str, root: Path | None = None) -> list[dict]:
     return [{**read_sidecar(p), "path": p} for p in sorted((Path(root or STORE_DIR) / chapter).glob("*.pt"))]
 
 
+def _resolve(module, attrs):
+    obj = module
+    for attr in attrs:
+        obj = getattr(obj, attr, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _repro_modules() -> list:
+    import importlib
+    import pkgutil
+
+    import repro
+
+    names = ["repro"] + [m.name for m in pkgutil.walk_packages(repro.__path__, "repro.")]
+    out = []
+    for name in names:
+        try:
+            out.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return out
+
+
+def _library_objects(name: str) -> list:
+    """What a recorded dependency ``repro.module.Qual.name`` is today: the object at that path, or,
+    for code that moved to another module since (keys ignore the module), every object of that
+    qualified name defined in a ``repro`` module."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 1, -1):  # the longest importable module prefix below "repro"
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        obj = _resolve(module, parts[cut:])
+        if obj is not None:
+            return [obj]
+        break
+    found = []
+    for module in _repro_modules():
+        for cut in range(1, len(parts)):
+            obj = _resolve(module, parts[cut:])
+            owner = getattr(obj, "__module__", None) if obj is not None else None
+            if owner == module.__name__ or (owner is None and obj is not None and cut < len(parts) - 1):
+                found.append(obj)
+    return found
+
+
 def library_current(depends_on) -> bool:
     """False when a library function or class the entry was computed with has changed since.
 
     Only ``repro`` code can be checked before a run (a notebook's own functions exist only once
-    its cells run; an edit there is caught by the key at look-up). Code that moved elsewhere
-    cannot be found by its old name and is left to the key as well. Digests are those of a Jupyter
+    its cells run; an edit there is caught by the key at look-up). Code that moved to another
+    module is found by its qualified name, as the key finds it. Digests are those of a Jupyter
     kernel, where every key is computed (``tqdm.auto`` resolves differently outside one): check
-    from a plain process with :func:`repro.verify.missing_parts_in_kernel`.
+    from a plain process with :func:`repro.tools.verify.missing_parts_in_kernel`.
     """
-    import importlib
     import inspect
 
     from .fingerprint import part_digest
@@ -249,21 +299,17 @@ def library_current(depends_on) -> bool:
     for name, digest in (depends_on or {}).items() if isinstance(depends_on, dict) else ():
         if not name.startswith("repro."):
             continue
-        parts = name.split(".")
-        obj = None
-        for cut in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
-            try:
-                obj = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            for attr in parts[cut:]:
-                obj = getattr(obj, attr, None)
-            break
-        if obj is None:
+        objects = _library_objects(name)
+        if not objects:
             continue
         # A decorated method (torch.no_grad) is recorded under the same name as the function it wraps.
-        candidates = {part_digest(obj)} | ({part_digest(inspect.unwrap(obj))} if hasattr(obj, "__wrapped__") else set())
-        if digest not in candidates:
+        candidates = set()
+        for obj in objects:
+            try:
+                candidates |= {part_digest(obj)} | ({part_digest(inspect.unwrap(obj))} if hasattr(obj, "__wrapped__") else set())
+            except KeyError:  # not code the fingerprint covers (a builtin slot such as object.__init__)
+                continue
+        if candidates and digest not in candidates:
             return False
     return True
 

@@ -23,6 +23,10 @@ The path has three steps, so that a cached run writes the same event files as a 
 :func:`train_monitored` ties it to the engine: it trains a family (``repro.sweep.train_family``)
 with the monitor attached, evaluates the final model on whole splits (after early stopping's
 restore), and caches everything the event files need.
+
+The page's own arithmetic lives here too: :func:`spread_tolerance` (the tolerance of a
+reported single run beside the mean of our seeds) and :func:`verdict_line` (verdict counts as
+text for the prose).
 """
 from __future__ import annotations
 
@@ -36,9 +40,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import store
-from .data import Split
-from .engine import cross_entropy
+from .. import store
+from ..data import Split
+from ..engine import cross_entropy
+from ..verdicts import Tolerance, numerical_bound, seed_spread
+from ..verdicts import counts as verdict_counts
 
 LOSS_TAGS = {"train": "S_Loss/train_loss", "test": "S_Loss_1/test_loss", "valid": "S_Loss_2/val_loss",
              "train (running)": "S_Loss/train_minibatch_loss"}
@@ -192,7 +198,7 @@ def train_monitored(configs: Sequence[dict], train: Split, evaluate_on: dict[str
     then differ in order as well as in initial weights). Cached under ``experiment`` with every
     setting that changes the result.
     """
-    from .sweep import DEFAULTS, train_family
+    from ..sweep import DEFAULTS, train_family
 
     configs = [{**DEFAULTS, **c} for c in configs]
     for i, c in enumerate(configs):
@@ -389,3 +395,24 @@ def ridge(grid: pd.DataFrame, run: str, tag: str, max_rows: int = 8, xlabel: str
     if title:
         g.figure.suptitle(title, y=1.02)
     return g
+
+
+# ----------------------------------------------------------------------------- the page's numbers
+def spread_tolerance(values: pd.Series, sampling_variance: float, at: str) -> Tolerance:
+    """The tolerance of one reported run beside the mean of our n seeds (rule: seed spread).
+
+    The difference of one draw and a mean of n draws has variance sd² (1 + 1/n), sd the seeds'
+    standard deviation; ``sampling_variance`` (e.g. the binomial variance p(1 - p)/N of an
+    accuracy on N images) is added, and two standard deviations are allowed. With one seed
+    only the sampling error is allowed (a numerical bound). ``at``: the settings the seeds ran at.
+    """
+    n = len(values)
+    if n < 2:
+        return numerical_bound(round(2 * math.sqrt(sampling_variance), 4), "2 sd of the sampling error (one seed)")
+    sd = math.sqrt(float(values.var()) * (1 + 1 / n) + sampling_variance)
+    return seed_spread(round(sd, 4), n, at=at)
+
+
+def verdict_line(rows: list) -> str:
+    """The verdicts of ``rows`` as text for the prose, e.g. ``"2 match, 1 close"`` (``"none"`` without rows)."""
+    return ", ".join(f"{n} {v}" for v, n in verdict_counts(rows).items() if n) or "none"

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import gradcheck, store
-from .config import check_choice
-from .data import Split
-from .engine import fit
+from .. import gradcheck, store
+from ..config import check_choice
+from ..data import Split
+from ..engine import fit
 
 SOFTMAX_SHIFTS = ("global", "row")
 INIT_STDS = ("xavier", "he")
@@ -556,3 +556,43 @@ def published_accuracy_curves(history: pd.DataFrame) -> pd.DataFrame:
     keys = pd.MultiIndex.from_frame(out.loc[mask, ["member", "step"]])
     out.loc[mask, "accuracy"] = train_acc.reindex(keys).to_numpy()
     return out
+
+
+def first_step(frame: pd.DataFrame, condition) -> int:
+    """The first ``step`` of a :func:`trace` where ``condition(frame)`` (a boolean column) holds; -1 when none."""
+    hit = frame[condition(frame)]
+    return int(hit["step"].iloc[0]) if len(hit) else -1
+
+
+def first_nan_step(frame: pd.DataFrame) -> int:
+    """The step of a :func:`trace` that first left a non-finite weight; -1 when none did."""
+    return first_step(frame, lambda f: ~f["weights finite"])
+
+
+def nan_outcome(frame: pd.DataFrame) -> str:
+    """When a :func:`trace`'s weights became NaN, in words: ``"at step N"``, or ``"none in N steps"``."""
+    step = first_nan_step(frame)
+    return f"none in {len(frame)} steps" if step < 0 else f"at step {step}"
+
+
+# ---------------------------------------------------------------------- the chapter's summary
+def reductions(knobs: dict, reported: dict) -> list[str]:
+    """What a profile's ``knobs`` cut from the report's settings (``reported``: the chapter's
+    reported.json), in words; empty at the report's own settings."""
+    search, epochs = reported["search"], knobs["search_epochs"]
+    cuts = (("image subsets", bool(knobs["limit"] or knobs["big_limit"])),
+            (f"{knobs['search_pairs']} pairs x {epochs[0]}/{epochs[1]} epochs per search",
+             knobs["search_pairs"] < search["second"]["pairs"] or epochs[0] < search["first"]["epochs"]
+             or epochs[1] < search["second"]["epochs"]),
+            (f"{knobs['final_epochs']} final epoch(s)", knobs["final_epochs"] < reported["final"]["epochs"]),
+            (f"{knobs['twolayer_epochs']} two-layer epoch(s)", knobs["twolayer_epochs"] < reported["two_layer"]["epochs"]))
+    return [what for what, cut in cuts if cut]
+
+
+def headline(results: str, reduced: list[str], subsets: bool) -> str:
+    """The chapter's one sentence for the landing page: this run's ``results``; on a reduced run,
+    what was cut first, and no results at all on image subsets (a few hundred images say
+    nothing about the report's accuracies)."""
+    if not reduced:
+        return results[0].upper() + results[1:]
+    return f"Reduced run ({', '.join(reduced)})" + ("" if subsets else f": {results}")

@@ -1,6 +1,6 @@
 """``make verify``: re-compute a sample of the committed store and list what it lacks.
 
-    python -m repro.verify [--budget 300] [--chapter CH ...]
+    python -m repro.tools.verify [--budget 300] [--chapter CH ...]
 
 Every chapter with a committed ``full`` summary (``results/full/<chapter>.json``) is executed at
 profile ``full`` in *store-only* mode (``REPRO_STORE_ONLY=1``): nothing is trained except the
@@ -22,8 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .config import PROJECT_ROOT
-from .store import PLUMBING, STORE_DIR, stored_entries
+from ..config import PROJECT_ROOT
+from ..store import PLUMBING, STORE_DIR, stored_entries
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -43,7 +43,7 @@ def full_costs(chapter: str) -> dict:
 
     import nbformat
 
-    from . import store as store_module
+    from .. import store as store_module
 
     nb = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
     namespace = {"repro": __import__("repro")}
@@ -62,7 +62,7 @@ def full_costs(chapter: str) -> dict:
 
 def missing_parts(chapter: str) -> dict[str, str]:
     """Parts of a chapter's full profile the store lacks for today's library code (part -> why)."""
-    from .store import _matches, library_current, stored_entries
+    from ..store import _matches, library_current, stored_entries
 
     entries = [e for e in stored_entries(chapter) if e.get("profile") == "full" and not e.get("reduced")
                and not e.get("partial_run")]
@@ -84,7 +84,7 @@ def missing_parts_in_kernel(chapters: list[str]) -> dict[str, dict[str, str]]:
     import nbclient
     import nbformat
 
-    code = ("import json, repro.verify as v\n"
+    code = ("import json, repro.tools.verify as v\n"
             f"print(json.dumps({{c: v.missing_parts(c) for c in {list(chapters)!r}}}))")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     nbclient.NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(PROJECT_ROOT)}}).execute()
@@ -136,7 +136,7 @@ def verify_chapter(chapter: str, keys: list[str], threads: int | None, workdir: 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m repro.verify", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m repro.tools.verify", description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=300, help="seconds for the whole check (default 300)")
     p.add_argument("--chapter", action="append", default=None, help="only these chapters")
     a = p.parse_args(argv)

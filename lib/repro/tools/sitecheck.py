@@ -1,6 +1,6 @@
 """Open every page of the built site in headless Chromium and fail on anything broken.
 
-    python -m repro.sitecheck _build/html [--screenshots _build/screenshots]
+    python -m repro.tools.sitecheck _build/html [--screenshots _build/screenshots]
 
 Serves the site on localhost, visits each HTML page, and reports a page that does not load,
 a JavaScript error, a broken image (not loaded or zero-sized) or a local link whose target
@@ -139,7 +139,7 @@ def broken_local_links(site: Path, links, anchors) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m repro.sitecheck")
+    p = argparse.ArgumentParser(prog="python -m repro.tools.sitecheck")
     p.add_argument("site", type=Path, nargs="?", default=Path("_build/html"))
     p.add_argument("--screenshots", type=Path, default=Path("_build/screenshots"))
     p.add_argument("--which-browser", action="store_true", help="print the Chromium that would be used, or why none")
