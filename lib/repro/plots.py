@@ -62,3 +62,17 @@ def beside_reference_images(chapter: str, images: list[str], *, ours: int = 1, t
     if title:
         fig.suptitle(title, y=1.02)
     return fig, axes[len(images):]
+
+
+def loss_and_accuracy(history: pd.DataFrame, *, hue: str = "split", style: str | None = None, title: str = "",
+                      height: float = 3.2, aspect: float = 1.25, marker: str | None = None):
+    """Two panels of a history melted to ``metric`` / ``value``: cross-entropy (nats) and accuracy per epoch."""
+    g = sns.relplot(data=history, x="epoch", y="value", hue=hue, style=style, col="metric", kind="line",
+                    marker=marker, height=height, aspect=aspect, facet_kws={"sharey": False})
+    g.set_axis_labels("epoch", "")
+    g.set_titles("{col_name}")
+    g.axes[0, 0].set_ylabel("cross-entropy (nats)")
+    g.axes[0, 1].set_ylabel("accuracy")
+    if title:
+        g.figure.suptitle(title, y=1.04)
+    return g
