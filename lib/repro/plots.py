@@ -65,14 +65,16 @@ def beside_reference_images(chapter: str, images: list[str], *, ours: int = 1, t
 
 
 def loss_and_accuracy(history: pd.DataFrame, *, hue: str = "split", style: str | None = None, title: str = "",
-                      height: float = 3.2, aspect: float = 1.25, marker: str | None = None):
-    """Two panels of a history melted to ``metric`` / ``value``: cross-entropy (nats) and accuracy per epoch."""
-    g = sns.relplot(data=history, x="epoch", y="value", hue=hue, style=style, col="metric", kind="line",
-                    marker=marker, height=height, aspect=aspect, facet_kws={"sharey": False})
+                      by: str | None = None, height: float = 3.2, aspect: float = 1.25, marker: str | None = None):
+    """Cross-entropy (nats) and accuracy per epoch from a history melted to ``metric`` / ``value``:
+    two panels side by side, or, with ``by``, one column per value of ``by`` and a row per metric."""
+    panels = dict(col="metric") if by is None else dict(row="metric", col=by)
+    g = sns.relplot(data=history, x="epoch", y="value", hue=hue, style=style, kind="line", marker=marker, height=height,
+                    aspect=aspect, facet_kws={"sharey": False if by is None else "row"}, **panels)
     g.set_axis_labels("epoch", "")
     g.set_titles("{col_name}")
     g.axes[0, 0].set_ylabel("cross-entropy (nats)")
-    g.axes[0, 1].set_ylabel("accuracy")
+    (g.axes[0, 1] if by is None else g.axes[1, 0]).set_ylabel("accuracy")
     if title:
-        g.figure.suptitle(title, y=1.04)
+        g.figure.suptitle(title, y=1.04 if by is None else 1.02)
     return g
