@@ -140,3 +140,20 @@ def test_verdict_line_counts_the_verdicts_present():
     rows = [repro.compare("e", q, 1.0, ours, 0.1) for q, ours in (("a", 1.0), ("b", 1.05), ("c", 1.15), ("d", 3.0))]
     assert tb.verdict_line(rows) == "2 match, 1 close, 1 differs"
     assert tb.verdict_line([]) == "none"
+
+
+def test_an_early_stopped_family_follows_the_full_length_run_until_each_member_stops():
+    # sharif-hw2 section 5 trains the lr-2 family twice and draws only the full-length curves
+    # beside the early-stopping run's extent: that needs the two runs to coincide until a stop.
+    train, valid = toy(200, seed=1), toy(200, seed=2)
+    cfg = [dict(dims=(12, 16, 6), activation="sigmoid", init="normal", normal_std=s, lr=2.0, seed=0, label=l)
+           for s, l in ((0.1, "small"), (3.0, "large"))]
+    common = dict(settings=None, experiment="t", steps=200, batch_size=20, eval_every=5, histograms=False)
+    stopped = tb.train_monitored(cfg, train, {"valid": valid}, early_stopping={"split": "valid", "patience": 2}, **common)
+    full = tb.train_monitored(cfg, train, {"valid": valid}, **common)
+    assert any(s is not None and s < 200 for s in stopped.stopped_at)  # the test needs a member that stopped early
+    for k, label in enumerate(stopped.labels):
+        end = stopped.stopped_at[k] or int(stopped.history["step"].max())
+        curve = lambda run: run.history[(run.history["member"] == k) & (run.history["split"] == "valid")
+                                        & (run.history["step"] <= end)].set_index("step")["loss"]
+        pd.testing.assert_series_equal(curve(stopped), curve(full))
