@@ -172,8 +172,9 @@ def committed_full_runs(root: Path) -> dict:
             prov = json.loads(path.read_text()).get("provenance", {})
         except (OSError, json.JSONDecodeError):
             continue
-        if "wall_seconds" in prov:
-            out[path.stem] = {"wall_seconds": prov["wall_seconds"], "git_commit": prov.get("git_commit"),
+        if "wall_seconds" in prov:  # the training behind the summary (a rebuild from the store trains nothing)
+            seconds = json.loads(path.read_text()).get("training_seconds") or prov["wall_seconds"]
+            out[path.stem] = {"wall_seconds": seconds, "git_commit": prov.get("git_commit"),
                               "threads": prov.get("threads"), "started": prov.get("started")}
     return out
 

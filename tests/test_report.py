@@ -188,5 +188,5 @@ def test_the_page_opens_with_an_answer_counted_from_the_run(tmp_path):
             claims.not_run("three", "C", "toy-s2", "profile quick")]
     text = report.answer(settings, rows, said)
     assert "of the report's 3 conclusions, 1 holds and 1 fails (1 cannot be decided here)" in text
-    assert "of its 2 trained numbers, 1 match, 1 differs" in text
+    assert "of its 2 trained numbers, 1 match, 1 differs." in text
     assert "reduced run" in text  # a quick run says what it is

@@ -182,6 +182,8 @@ def write_summary(settings, rows: list[Row], started: float, extra: dict | None 
         "deviations": [asdict(d) for d in deviations or []],
         # the result store's log (what was loaded, from where, or computed) and what a full run left out
         "experiments": getattr(settings, "experiments", []),
+        # the training behind the page, loaded or computed (a rebuild from the store trains nothing)
+        "training_seconds": round(sum(e.get("wall_seconds") or 0 for e in getattr(settings, "experiments", [])), 1),
         "not_run": dict(settings.plan.not_run) if getattr(settings, "plan", None) else {},
     }
     if extra:
@@ -210,9 +212,9 @@ def answer(settings, rows: list[Row], claims: list[Claim], headline: str = "") -
     parts = [f"**Our answer** ({where}): of the report's {len(claims)} conclusions, {verb(held.get('holds', 0), 'holds', 'hold')} "
              f"and {verb(held.get('fails', 0), 'fails', 'fail')}"
              + (f" ({len(claims) - decided} cannot be decided here)" if decided < len(claims) else "")]
-    if scored:
-        parts.append(f"of its {sum(trained.values())} trained numbers, " + ", ".join(f"{n} {v}" for v, n in scored.items())
-                     + "; the others are not comparable at this setting")
+    if scored:  # every verdict of the trained numbers: 'uninformative' ones are not hidden behind the matches
+        parts.append(f"of its {sum(trained.values())} trained numbers, "
+                     + ", ".join(f"{n} {v}" for v, n in trained.items() if n))
     text = "; ".join(parts) + "."
     return text + (f" {headline}." if headline and not headline.endswith(".") else f" {headline}" if headline else "")
 
