@@ -169,11 +169,12 @@ def committed_full_runs(root: Path) -> dict:
     out = {}
     for path in sorted((root / "results" / "full").glob("*.json")):
         try:
-            prov = json.loads(path.read_text()).get("provenance", {})
+            summary = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
+        prov = summary.get("provenance", {})
         if "wall_seconds" in prov:  # the training behind the summary (a rebuild from the store trains nothing)
-            seconds = json.loads(path.read_text()).get("training_seconds") or prov["wall_seconds"]
+            seconds = summary.get("training_seconds") or prov["wall_seconds"]
             out[path.stem] = {"wall_seconds": seconds, "git_commit": prov.get("git_commit"),
                               "threads": prov.get("threads"), "started": prov.get("started")}
     return out

@@ -24,7 +24,6 @@ from .config import PROJECT_ROOT, ParameterError, Settings, resolve
 
 # Parameters every chapter has: where things go and how the run is set up (see config.resolve).
 COMMON = ("profile", "seed", "device", "data_dir", "results_dir", "cache", "cache_dir", "max_minutes")
-_LITERALS = {"None": None, "True": True, "False": False}
 _BOUND = re.compile(r"(?<![<>=!])(>=?)\s*0(?![\d.])")
 
 
@@ -36,16 +35,9 @@ class Parameter:
     choices: tuple | None  # allowed values, from "a | b | c" in the help
     bound: str | None  # ">" or ">=" (zero), from the help
 
-    def rule(self) -> str:
-        parts = []
-        if self.choices:
-            parts.append("one of " + ", ".join(map(repr, self.choices)))
-        if self.bound:
-            parts.append(f"{self.bound} 0")
-        return "; ".join(parts)
-
 
 def literal(text: str):
+    """A Python literal (``None``, ``True``, ``3``, ``(1, 2)``), or the text itself."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -61,7 +53,7 @@ def choices_in(help_text: str) -> tuple | None:
         word = re.match(r"\s*([^\s:(;,]+)", alternative)
         if not word:
             return None
-        words.append(_LITERALS[word.group(1)] if word.group(1) in _LITERALS else literal(word.group(1)))
+        words.append(literal(word.group(1)))
     return tuple(words)
 
 

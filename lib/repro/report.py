@@ -64,13 +64,6 @@ def deviations(chapter: str, **values) -> list[Deviation]:
     return out
 
 
-def deviations_table(items: list[Deviation], name: str) -> "CaptionedTable":
-    frame = pd.DataFrame([{"deviation": d.title, "the report says": d.report_says, "the code did": d.code_did,
-                           "this book": d.default} for d in items]).set_index("deviation")
-    return captioned(frame, "Where the report's text and its authors' code disagree (evidence and effect: the summary "
-                     "file and the deviations page)", name)
-
-
 def rows_frame(rows: list[Row]) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in rows])
 
@@ -216,7 +209,7 @@ def answer(settings, rows: list[Row], claims: list[Claim], headline: str = "") -
         parts.append(f"of its {sum(trained.values())} trained numbers, "
                      + ", ".join(f"{n} {v}" for v, n in trained.items() if n))
     text = "; ".join(parts) + "."
-    return text + (f" {headline}." if headline and not headline.endswith(".") else f" {headline}" if headline else "")
+    return f"{text} {headline}" + ("" if headline.endswith(".") else ".") if headline else text
 
 
 def finish(settings, started: float, rows: list[Row], claims: list[Claim], *, deviations: list[Deviation] = (),

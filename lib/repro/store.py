@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import hashlib
 import io
 import json
@@ -241,7 +242,9 @@ def _resolve(module, attrs):
     return obj
 
 
-def _repro_modules() -> list:
+@functools.lru_cache(maxsize=1)
+def _repro_modules() -> tuple:
+    """Every importable ``repro`` module, walked once per process (library_current asks per dependency)."""
     import importlib
     import pkgutil
 
@@ -254,7 +257,7 @@ def _repro_modules() -> list:
             out.append(importlib.import_module(name))
         except ImportError:
             continue
-    return out
+    return tuple(out)
 
 
 def _library_objects(name: str) -> list:
@@ -277,8 +280,7 @@ def _library_objects(name: str) -> list:
     for module in _repro_modules():
         for cut in range(1, len(parts)):
             obj = _resolve(module, parts[cut:])
-            owner = getattr(obj, "__module__", None) if obj is not None else None
-            if owner == module.__name__ or (owner is None and obj is not None and cut < len(parts) - 1):
+            if getattr(obj, "__module__", None) == module.__name__ and getattr(obj, "__qualname__", None) == ".".join(parts[cut:]):
                 found.append(obj)
     return found
 

@@ -15,17 +15,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..parameters import literal
+
 NOTEBOOKS = Path("notebooks")
 OUTPUT = Path("book/chapters")
-
-
-def parse_value(text: str):
-    if text in ("True", "False", "None"):
-        return {"True": True, "False": False, "None": None}[text]
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def check_parameters(notebook: Path, given: dict) -> dict:
@@ -52,7 +45,7 @@ def main(argv=None) -> int:
     if not notebook.is_file():
         known = ", ".join(sorted(n.stem for n in NOTEBOOKS.glob("*.ipynb")))
         raise SystemExit(f"no notebook {notebook} (chapters: {known})")
-    params = check_parameters(notebook, {k: parse_value(v) for k, v in a.parameter})
+    params = check_parameters(notebook, {k: literal(v) for k, v in a.parameter})
     output = a.output or OUTPUT / f"{a.chapter}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
     execute(notebook, output, params, timeout=a.timeout)
