@@ -198,6 +198,24 @@ def test_look_up_goes_cache_then_committed_store(tmp_path, monkeypatch):
     assert "loaded from the result store" in store.sources_markdown(s)
 
 
+def test_a_finished_full_run_adopts_the_entries_of_a_run_cut_short(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "PROJECT_ROOT", tmp_path)
+    root = tmp_path / "store"
+    monkeypatch.setattr(store, "STORE_DIR", root)
+    cut_short = settings_for(tmp_path, "full", costs=COSTS, max_minutes=0)
+    store.cached(cut_short, "train-long", {"epochs": 10}, notebook(tmp_path, TRAIN_LONG, "long")["compute"])
+    assert len(store.add_from_cache(["toy"], cache_dir=tmp_path / "cache", root=root)) == 1
+    shutil.rmtree(tmp_path / "cache")
+    assert settings_for(tmp_path, "full", costs=COSTS).plan.stored == []  # found by key, but a cut-short run's part does not count
+    finished = settings_for(tmp_path, "full", costs=COSTS, max_minutes=0)
+    store.cached(finished, "train-long", {"epochs": 10}, notebook(tmp_path, TRAIN_LONG, "long")["compute"])
+    assert finished.experiments[0]["source"] == "store"
+    (tmp_path / "results" / "full").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "results" / "full" / "toy.json").write_text(json.dumps({"experiments": finished.experiments}))
+    store.add(["toy"], cache_dir=tmp_path / "cache", root=root)
+    assert settings_for(tmp_path, "full", costs=COSTS).plan.stored == ["epochs"]
+
+
 def test_the_store_refuses_model_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "PROJECT_ROOT", tmp_path)
     s = settings_for(tmp_path, "full")

@@ -511,6 +511,9 @@ def add(chapters: list[str], profile: str = "full", cache_dir: Path | None = Non
             raise SystemExit(f"no summary {summary_path}: run `python -m repro.run {chapter} -p profile {profile}` first")
         summary = json.loads(summary_path.read_text())
         for e in summary.get("experiments", []):
+            if e.get("source") == "store" and e.get("key"):
+                # Stored from a run cut short (partial_run): this finished run used it, so it now counts.
+                adopt_partial(entry_path(root, chapter, e["experiment"], e["key"]))
             if e.get("source") not in ("computed", "cache") or not e.get("key"):
                 continue
             src = entry_path(cache_dir, chapter, e["experiment"], e["key"])
@@ -523,6 +526,18 @@ def add(chapters: list[str], profile: str = "full", cache_dir: Path | None = Non
             shutil.copyfile(src.with_suffix(".json"), dst.with_suffix(".json"))
             added.append(dst)
     return added
+
+
+def adopt_partial(entry: Path) -> bool:
+    """Drop the ``partial_run`` mark of a stored entry that a complete full run has used."""
+    side_path = entry.with_suffix(".json")
+    if not side_path.exists():
+        return False
+    side = json.loads(side_path.read_text())
+    if not side.pop("partial_run", False):
+        return False
+    side_path.write_text(json.dumps(side, indent=1, default=str))
+    return True
 
 
 def add_from_cache(chapters: list[str], cache_dir: Path | None = None, root: Path | None = None) -> list[Path]:
