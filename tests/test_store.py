@@ -140,6 +140,21 @@ def settings_for(tmp_path, profile="smoke", **kw):
                           cache_dir=str(tmp_path / "cache"), **kw)
 
 
+def test_an_attribute_named_like_a_global_is_not_an_input(tmp_path):
+    source = "import torch\nclass Box:\n    weights = 1\nbox = Box()\nweights = torch.zeros(2)\ncompute = lambda: box.weights\n"
+    a = notebook(tmp_path, source, "a")
+    b = notebook(tmp_path, source.replace("torch.zeros(2)", "torch.ones(2)"), "b")
+    assert key(a, {}) == key(b, {})
+
+
+def test_a_progress_bar_is_not_an_input(tmp_path):
+    # tqdm.auto is tqdm.notebook's class in a kernel and tqdm.std's in a plain process
+    source = "from tqdm.std import tqdm\ncompute = lambda: [v for v in tqdm([1, 2], disable=True)]\n"
+    script = notebook(tmp_path, source, "script")
+    kernel = notebook(tmp_path, source.replace("tqdm.std", "tqdm.notebook"), "kernel")
+    assert key(script, {}) == key(kernel, {})
+
+
 def test_cache_hits_misses_logs_and_recovers_from_corruption(tmp_path):
     s = settings_for(tmp_path)
     calls = []

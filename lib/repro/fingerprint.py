@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import dis
 import hashlib
 import inspect
 import textwrap
@@ -26,6 +27,9 @@ import numpy as np
 import torch
 
 _PROJECT_MODULES = ("__main__", "repro")
+# Packages whose objects cannot change a result: a progress bar (tqdm.auto is one class in a kernel and
+# another in a plain process, which must not give a notebook and a script two keys for one result).
+_NOT_INPUTS = ("tqdm",)
 _tensor_digests: dict[tuple, str] = {}
 
 
@@ -83,6 +87,19 @@ def _names(code: types.CodeType) -> set[str]:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _names(const)
+    return names
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The names a function (with its lambdas and comprehensions) reads as globals.
+
+    Only LOAD_GLOBAL / LOAD_NAME count: an attribute ``self.weights`` must not pull an unrelated
+    notebook global called ``weights`` into the key.
+    """
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
     return names
 
 
@@ -177,12 +194,14 @@ class _Walker:
 
     def _globals(self, fn: types.FunctionType) -> list[str]:
         """The globals a function reads: project code recursively, plain values by content."""
-        names = sorted(_names(fn.__code__))
+        names = sorted(_names(fn.__code__))  # with attribute names: ``repro.fit`` reaches ``fit``
         out = []
-        for n in names:
+        for n in sorted(_global_names(fn.__code__)):
             if n not in fn.__globals__:
                 continue
             value = fn.__globals__[n]
+            if (getattr(value, "__module__", None) or "").split(".")[0] in _NOT_INPUTS:
+                continue
             if isinstance(value, types.ModuleType):
                 if is_project(value):
                     # module.attr: co_names holds the attribute names too; follow the ones it has.
