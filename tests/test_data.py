@@ -55,11 +55,20 @@ def test_60k_has_no_validation_and_random_holdout_is_seeded(fake_mnist):
     assert torch.equal(a.valid.y, b.valid.y) and not torch.equal(index_of(a.valid.x), index_of(c.valid.x))
 
 
+def test_a_limit_keeps_the_first_images_of_each_named_split(fake_mnist):
+    whole = repro.load_mnist("50k/10k/10k", data_dir=fake_mnist)
+    cut = repro.load_mnist("50k/10k/10k", data_dir=fake_mnist, limit={"train": 30, "test": 5})
+    assert cut.sizes() == {"train": 30, "valid": 10_000, "test": 5}
+    assert torch.equal(cut.train.x, whole.train.x[:30])
+    assert {k: len(v) for k, v in whole.limited({"train": 30, "test": 5}).items()} == cut.sizes()
+
+
 def test_scalings():
     x = torch.tensor([0, 255], dtype=torch.uint8)
     assert data.scale_pixels(x, "unit").tolist() == [0.0, 1.0]
     assert data.scale_pixels(x, "symmetric").tolist() == [-1.0, 1.0]
     assert data.scale_pixels(x, "raw").tolist() == [0.0, 255.0]
+    assert data.scale_pixels(x, "pkl").tolist() == [0.0, 0.99609375]  # mnist.pkl's x/256
     assert data.scale_pixels(x, "standard")[0].item() == pytest.approx(-0.1307 / 0.3081)
 
 

@@ -24,7 +24,7 @@ import torch
 from .config import ParameterError, check_choice, default_data_dir
 
 MNIST_SPLITS = ("50k/10k/10k", "55k/5k/10k", "60k/10k")
-SCALINGS = ("unit", "symmetric", "standard", "raw")
+SCALINGS = ("unit", "pkl", "symmetric", "standard", "raw")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 DATASETS = ("mnist", "fashion-mnist")
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
@@ -70,6 +70,11 @@ class Dataset:
 
     def sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.splits().items()}
+
+    def limited(self, limit: dict | None) -> dict[str, Split]:
+        """The splits cut as a loader's ``limit`` would cut them (:func:`keep_first`), for a chapter
+        that also needs the whole data set (e.g. one named training image)."""
+        return {name: Split(*keep_first(limit, name, s.x, s.y)) for name, s in self.splits().items()}
 
 
 # ----------------------------------------------------------------------------- IDX files
@@ -119,6 +124,8 @@ def scale_pixels(x: torch.Tensor, scaling: str) -> torch.Tensor:
     x = x.float()
     if scaling == "raw":
         return x
+    if scaling == "pkl":
+        return x / 256.0  # the pixels of deeplearning.net's mnist.pkl: 255 -> 0.99609375, exact in float32
     x = x / 255.0
     if scaling == "symmetric":
         return x * 2 - 1  # Normalize(0.5, 0.5): [-1, 1]
