@@ -200,6 +200,8 @@ def test_trace_records_a_divergence_and_stops():
                                dtype=torch.float64).initialize(0.5, 1)
     steps = bn_net.trace(model, repro.Split(x, y), steps=200, batch_size=20)
     assert not math.isfinite(steps["cost"].iloc[-1]) and len(steps) < 200
+    assert steps["step"].tolist() == list(range(1, len(steps) + 1))  # one row per step of fit's loop
+    assert bn_net.first_nan_step(steps) == len(steps)  # stops right after the first non-finite weight
     assert {"max |score|", "score gap", "rows lost (0/0)", "|W1|"} <= set(steps.columns)
 
 

@@ -89,6 +89,35 @@ def test_early_stopping_freezes_members_and_restores_their_best_weights():
     assert best.loc[0, "loss"] == pytest.approx(valid[valid["member"] == 0]["loss"].min(), rel=1e-5)
 
 
+def test_on_step_sees_every_step_and_stops_training_when_it_returns_true():
+    data = toy_problem(100)  # 4 steps per epoch at batch 32, the last of 4 images
+
+    def run(on_step=None, steps=10):
+        fam = models.MLPFamily((20, 16, 3), "relu", n_members=2).initialize("glorot", [0, 1])
+        opt = optim.FamilySGD(fam.parameters(), 2, lr=0.1)
+        h = repro.fit(fam, data, opt, steps=steps, batch_size=32, evaluate_on={"train": data}, on_step=on_step)
+        return fam, h.drop(columns="seconds")
+
+    seen = []
+
+    def look(step, model, x, y, logits, per_member):
+        seen.append((step, len(x), tuple(logits.shape), tuple(per_member.shape), logits.requires_grad))
+
+    plain, h_plain = run()
+    looked, h_looked = run(look)
+    assert seen == [(s, 4 if s % 4 == 0 else 32, (2, 4 if s % 4 == 0 else 32, 3), (2,), False) for s in range(1, 11)]
+    pd.testing.assert_frame_equal(h_plain, h_looked, check_exact=True)  # a hook that returns None changes nothing
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), looked.parameters()))
+
+    calls = []
+    stopped, h_stopped = run(lambda step, *_: calls.append(step) or step == 6)
+    short, h_short = run(steps=6)
+    assert calls == [1, 2, 3, 4, 5, 6]
+    assert h_stopped["step"].tolist() == [4, 4, 6, 6]  # the epoch's evaluation, then a final one at the stop
+    pd.testing.assert_frame_equal(h_stopped, h_short, check_exact=True)
+    assert all(torch.equal(a, b) for a, b in zip(stopped.parameters(), short.parameters()))
+
+
 def test_fit_refuses_bad_lengths():
     data = toy_problem(64)
     net = models.mlp((20, 3))

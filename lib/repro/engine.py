@@ -103,7 +103,7 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
         evaluate_on: dict[str, Split] | None = None, eval_every: int | None = None, eval_at_start: bool = False,
         shuffle: bool = True, order_seed: int = 0, per_member_order: bool = False,
         scheduler=None, early_stopping: dict | None = None, record_running_loss: bool = False,
-        on_evaluate: Callable | None = None, batch_transform: Callable | None = None,
+        on_evaluate: Callable | None = None, on_step: Callable | None = None, batch_transform: Callable | None = None,
         progress: bool | None = None, desc: str = "", extra_eval_losses: dict[str, Callable] | None = None,
         eval_batch_size: int = 10_000) -> pd.DataFrame:
     """Train ``model`` on ``train`` and return its history.
@@ -120,6 +120,10 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
     accuracy on those minibatches, before each update) since the previous evaluation, as the
     authors' own training logs often report them.
     on_evaluate(step, model): called after each evaluation (e.g. TensorBoard histograms).
+    on_step(step, model, x, y, logits, per_member) -> bool | None: called after every update
+    (step from 1; the batch, its logits and per-member loss from before the update, detached);
+    returning True ends training after that step, which then gets the final evaluation (rows
+    only if evaluate_on or record_running_loss ask) and, at an epoch's end, the scheduler step.
     batch_transform(x, generator) -> x: applied to each training batch on the device (data
     augmentation); it draws its randomness from ``generator`` so runs stay seeded.
     extra_eval_losses: {name: loss_fn} recorded as well at each evaluation, as extra rows
@@ -205,6 +209,7 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        stop = on_step is not None and bool(on_step(step + 1, model, x, y, logits.detach(), per_member.detach()))
         if record_running_loss:
             running += per_member.detach()
             running_correct += (logits.detach().argmax(-1) == y).reshape(members or 1, -1).sum(1)
@@ -213,7 +218,7 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
         if bar is not None:
             bar.update()
         done = step + 1
-        if done % eval_every == 0 or done == total:
+        if done % eval_every == 0 or done == total or stop:
             _sync(device)
             train_seconds += time.perf_counter() - t0
             evaluated = record(done)
@@ -227,6 +232,8 @@ def fit(model: torch.nn.Module, train: Split, optimizer: torch.optim.Optimizer, 
             t0 = time.perf_counter()
         elif scheduler is not None and done % per_epoch == 0:
             _step_scheduler(scheduler, rows, evaluate_on)
+        if stop:
+            break
     if bar is not None:
         bar.close()
     if stopper:

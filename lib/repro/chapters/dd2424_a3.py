@@ -510,7 +510,8 @@ def search(pairs: pd.DataFrame, train_split: Split, valid_split: Split, *, dims:
 def trace(model: BNNetFamily, train_split: Split, *, steps: int, batch_size: int = 100) -> pd.DataFrame:
     """Step-by-step record of member 0 in training (fixed order, eta decay per epoch).
 
-    Records what :func:`repro.fit` cannot see inside a step: the batch cost (infinite once a
+    Trains through :func:`repro.fit` as :func:`train` does; its ``on_step`` hook records what
+    the history does not show, after every step: the batch cost (infinite once a
     true class gets probability 0), the largest |score|, the gap between the batch's global
     score maximum and the smallest per-sample maximum (beyond about 745 in float64, or 103 in
     float32, exp underflows a whole row to 0 with the ``global`` shift, and that row's
@@ -521,27 +522,21 @@ def trace(model: BNNetFamily, train_split: Split, *, steps: int, batch_size: int
     one = model.member(0) if model.n_members > 1 else model
     per_epoch = math.ceil(len(train_split) / batch_size)
     rows = []
-    for step in range(steps):
-        k = step % per_epoch
-        x = train_split.x[k * batch_size:(k + 1) * batch_size]
-        y = train_split.y[k * batch_size:(k + 1) * batch_size]
-        s, c = one._forward(x, "train")
-        cost, p = one._cost(s, y)
+
+    def look(step, net, x, y, s, cost):
         row_max = s.amax(2)
         e_sum = torch.exp(s - s.amax(dim=(1, 2), keepdim=True)).sum(2)
-        one.apply_gradients(one._backward(p, y, c))
-        finite = all(bool(torch.isfinite(w).all()) for w in one.weights + one.biases)
-        rows.append({"step": step + 1, "epoch": (step + 1) / per_epoch, "cost": float(cost[0]),
+        finite = bool(net.finite_members()[0])
+        rows.append({"step": step, "epoch": step / per_epoch, "cost": float(cost[0]),
                      "max |score|": float(s.abs().max()),
                      "score gap": float(row_max.max() - row_max.min()),
-                     "rows lost (0/0)": int((e_sum == 0).sum()) if one.softmax_shift == "global" else 0,
-                     "min p(true class)": float(p.gather(2, y.view(1, -1, 1)).min()),
-                     **{f"|W{l}|": float(w.norm()) for l, w in enumerate(one.weights, 1)},
+                     "rows lost (0/0)": int((e_sum == 0).sum()) if net.softmax_shift == "global" else 0,
+                     "min p(true class)": float(net.softmax(s).gather(2, y.view(1, -1, 1)).min()),
+                     **{f"|W{l}|": float(w.norm()) for l, w in enumerate(net.weights, 1)},
                      "weights finite": finite})
-        if (step + 1) % per_epoch == 0:
-            one.eta.mul_(one.decay)
-        if not finite:
-            break
+        return not finite  # training is dead: stop
+
+    fit(one, train_split, None, steps=steps, batch_size=batch_size, shuffle=False, scheduler=EtaDecay(one), on_step=look)
     return pd.DataFrame(rows)
 
 
