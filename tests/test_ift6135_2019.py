@@ -260,7 +260,7 @@ def test_wrong_predictions_gallery_shows_the_most_confident_mistakes():
     assert table["predicted"].tolist() == ["Cat", "Dog", "Dog"]
     assert len(fig.axes) == 3
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 2))
-    p = images.predict_proba(net, imgs.float(), batch_size=4)
+    p = repro.predict(net, imgs.float(), 4, softmax=True)
     assert p.shape == (6, 2) and torch.allclose(p.sum(1), torch.ones(6)) and net.training
 
 

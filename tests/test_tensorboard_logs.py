@@ -93,13 +93,20 @@ def test_event_files_round_trip_with_the_reports_tags(monitored, tmp_path):
 
 
 def test_final_evaluation_agrees_with_the_engine(monitored):
+    last = monitored.history.query("step == 30 and split in ['train', 'test']")  # the same model, by fit's evaluation
+    final = monitored.final.merge(last, on=["member", "split"], suffixes=("", "_fit"))
+    assert len(final) == 6
+    assert np.allclose(final["loss"], final["loss_fit"], atol=1e-6) and (final["accuracy"] == final["accuracy_fit"]).all()
+    assert (final["loss_sd"] > 0).all() and (final["images"] == final["split"].map({"train": 400, "test": 100})).all()
+
+
+def test_predict_gives_a_family_s_logits_in_eval_mode_and_restores_the_mode():
     data = toy()
     model = repro.models.MLPFamily((12, 5, 6), "sigmoid", 2).initialize("normal", [0, 1], normal_std=0.5)
-    detailed = tb.evaluate_detailed(model, data)
-    plain = repro.evaluate(model, data)
-    assert np.allclose(detailed["loss"], plain["loss"], atol=1e-6)
-    assert np.allclose(detailed["accuracy"], plain["accuracy"])
-    assert (detailed["loss_sd"] > 0).all() and (detailed["images"] == len(data)).all()
+    logits = repro.predict(model, data.x, 150)
+    assert logits.shape == (2, 400, 6) and torch.allclose(logits, model(data.x), atol=1e-6) and model.training
+    probs = repro.predict(model, data.x, 150, softmax=True)
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 400)) and not probs.requires_grad
 
 
 def test_a_histogram_of_equal_values_is_one_spike(tmp_path, monitored):

@@ -10,7 +10,7 @@ from . import claims, config, data, engine, fingerprint, gradcheck, models, opti
 from .config import ParameterError, Settings, resolve
 from .parameters import setup
 from .data import Dataset, MissingDataError, Split, load_cifar10, load_mnist
-from .engine import clipped_cross_entropy, cross_entropy, evaluate, fit
+from .engine import clipped_cross_entropy, cross_entropy, evaluate, fit, predict
 from .models import MLPFamily, count_parameters, mlp, mlp_parameter_count
 from .optim import FamilySGD
 from .report import Row, compare, comparison_table, write_summary
@@ -20,7 +20,7 @@ __all__ = [
     "store", "verdicts", "setup",
     "ParameterError", "Settings", "resolve",
     "Dataset", "MissingDataError", "Split", "load_cifar10", "load_mnist",
-    "clipped_cross_entropy", "cross_entropy", "evaluate", "fit",
+    "clipped_cross_entropy", "cross_entropy", "evaluate", "fit", "predict",
     "MLPFamily", "count_parameters", "mlp", "mlp_parameter_count",
     "FamilySGD", "Row", "compare", "comparison_table", "write_summary",
 ]

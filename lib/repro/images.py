@@ -193,17 +193,7 @@ def load_catsdogs(train_fraction: float = 0.85, *, split_seed: int = 0, data_dir
                        train_index, valid_index, labelled.names, test.names[:len(unlabelled)])
 
 
-# ------------------------------------------------------------------------- predictions and figures
-@torch.no_grad()
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Softmax probabilities (N, C) of a classifier in eval mode (train mode restored)."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), -1) for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out
-
-
+# --------------------------------------------------------------------------------------- figures
 def _as_hwc(image: torch.Tensor) -> np.ndarray:
     return image.detach().to("cpu", torch.uint8).permute(1, 2, 0).numpy()
 

@@ -42,7 +42,7 @@ import torch
 
 from .. import store
 from ..data import Split
-from ..engine import cross_entropy
+from ..engine import cross_entropy, predict
 from ..verdicts import Tolerance, numerical_bound, seed_spread
 from ..verdicts import counts as verdict_counts
 
@@ -162,25 +162,6 @@ class Monitored:
         return [c["label"] for c in self.configs]
 
 
-@torch.no_grad()
-def evaluate_detailed(model, split: Split, batch_size: int = 10_000) -> pd.DataFrame:
-    """Per member: mean loss, accuracy and the sd of the per-image loss on a whole split."""
-    was_training = model.training
-    model.eval()
-    losses, correct = [], []
-    for start in range(0, len(split), batch_size):
-        x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
-        logits = model(x.to(model.weights[0].dtype))
-        m, b, c = logits.shape
-        losses.append(cross_entropy(logits.reshape(m * b, c), y.repeat(m)).view(m, b).double())
-        correct.append((logits.argmax(-1) == y).double())
-    model.train(was_training)
-    loss, hit = torch.cat(losses, 1), torch.cat(correct, 1)
-    return pd.DataFrame({"member": range(loss.shape[0]), "loss": loss.mean(1).cpu().numpy(),
-                         "accuracy": hit.mean(1).cpu().numpy(), "loss_sd": loss.std(1).cpu().numpy(),
-                         "images": loss.shape[1]})
-
-
 def train_monitored(configs: Sequence[dict], train: Split, evaluate_on: dict[str, Split], *, settings,
                     experiment: str, steps: int, batch_size: int, eval_every: int, order_seed: int = 0,
                     bias: str = "zero", probe: torch.Tensor | None = None, bins: int = 60,
@@ -219,8 +200,15 @@ def train_monitored(configs: Sequence[dict], train: Split, evaluate_on: dict[str
             order_seed=order_seed, dtype=dtype, bias=bias, return_model=True, on_start=monitor.start,
             on_evaluate=monitor, eval_every=eval_every, record_running_loss=True, early_stopping=early_stopping,
             per_member_order=per_member_order)
-        final = pd.concat([evaluate_detailed(model, split).assign(split=name)
-                           for name, split in (final_on or evaluate_on).items()], ignore_index=True)
+        final = []
+        for name, split in (final_on or evaluate_on).items():  # per member: mean loss, accuracy, sd of the image losses
+            logits = predict(model, split.x.to(model.weights[0].dtype))
+            m, n, c = logits.shape
+            loss = cross_entropy(logits.reshape(m * n, c), split.y.repeat(m)).view(m, n).double()
+            final.append(pd.DataFrame({"member": range(m), "loss": loss.mean(1).cpu().numpy(),
+                                       "accuracy": (logits.argmax(-1) == split.y).double().mean(1).cpu().numpy(),
+                                       "loss_sd": loss.std(1).cpu().numpy(), "images": n, "split": name}))
+        final = pd.concat(final, ignore_index=True)
         final["config"] = final["member"].map(lambda m: configs[m]["label"])
         metrics = pd.DataFrame(monitor.metrics)
         metrics["config"] = metrics["member"].map(lambda m: configs[m]["label"])
