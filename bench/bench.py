@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT / "lib"))  # runs from a checkout without `pip insta
 
 import repro  # noqa: E402
 from repro.models import MLPFamily, mlp  # noqa: E402
-from repro.optim import FamilySGD  # noqa: E402
+from repro.optim import FamilyOptimizer  # noqa: E402
 
 # The workloads: the ift6135-2020 MLP (784-784-256-10, batch 64) and nets shaped like the
 # dd2424-a3 sweep's (3072-50-30-10, batch 100; plain ReLU MLPs here, without batch norm).
@@ -178,11 +178,11 @@ def naive_train(models, data: repro.Split, steps: int, batch: int, device, shuff
 
 
 def engine_models(dims, lrs, device):
-    """repro.models.mlp (a family of one) + FamilySGD, one per learning rate."""
+    """repro.models.mlp (a family of one) + FamilyOptimizer, one per learning rate."""
     out = []
     for k, lr in enumerate(lrs):
         net = mlp(dims, device=device).initialize("glorot", k)
-        out.append((net, FamilySGD(net.parameters(), 1, lr=lr, momentum=MOMENTUM)))
+        out.append((net, FamilyOptimizer(net.parameters(), 1, lr=lr, momentum=MOMENTUM)))
     return out
 
 
@@ -195,7 +195,7 @@ def family_model(dims, lrs, device, activations="relu", inits="glorot", momentum
     """All nets as ONE MLPFamily, each member with its own seed and learning rate."""
     m = len(lrs)
     fam = MLPFamily(dims, activations, n_members=m, dtype=dtype, device=device).initialize(inits, list(range(m)))
-    return fam, FamilySGD(fam.parameters(), m, lr=list(lrs), momentum=momentum)
+    return fam, FamilyOptimizer(fam.parameters(), m, lr=list(lrs), momentum=momentum)
 
 
 # ---------------------------------------------------------------------------- figures

@@ -17,7 +17,7 @@ def test_engine_learns_a_separable_problem_and_returns_a_tidy_history():
     torch.manual_seed(0)
     data = toy_problem()
     net = models.mlp((20, 32, 3)).initialize("glorot", 0)
-    opt = optim.FamilySGD(net.parameters(), 1, lr=0.5)
+    opt = optim.FamilyOptimizer(net.parameters(), 1, lr=0.5)
     h = repro.fit(net, data, opt, epochs=20, batch_size=64, evaluate_on={"train": data}, eval_at_start=True)
     assert list(h.columns) == ["member", "epoch", "step", "split", "loss", "accuracy", "seconds"]
     start, end = h.iloc[0], h.iloc[-1]
@@ -60,7 +60,7 @@ def test_family_matches_torch_sgd_on_an_nn_module():
             lin.bias.copy_(b[0, 0])
     x = repro.Split(data.x.double(), data.y)
     kw = dict(epochs=2, batch_size=50, shuffle=True, order_seed=3, evaluate_on={"train": x})
-    h1 = repro.fit(fam, x, optim.FamilySGD(fam.parameters(), 1, lr=0.1, momentum=0.9, weight_decay=1e-3), **kw)
+    h1 = repro.fit(fam, x, optim.FamilyOptimizer(fam.parameters(), 1, lr=0.1, momentum=0.9, weight_decay=1e-3), **kw)
     h2 = repro.fit(seq, x, torch.optim.SGD(seq.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3), **kw)
     assert h1["loss"].to_numpy() == pytest.approx(h2["loss"].to_numpy(), rel=1e-10)
 
@@ -78,7 +78,7 @@ def test_early_stopping_freezes_members_and_restores_their_best_weights():
     data = toy_problem(256)
     noisy = repro.Split(data.x, torch.randint(0, 3, (256,), generator=torch.Generator().manual_seed(1)))
     fam = models.MLPFamily((20, 64, 3), "relu", n_members=2).initialize("glorot", [0, 1])
-    opt = optim.FamilySGD(fam.parameters(), 2, lr=[0.5, 0.0])  # member 1 never improves
+    opt = optim.FamilyOptimizer(fam.parameters(), 2, lr=[0.5, 0.0])  # member 1 never improves
     h = repro.fit(fam, noisy, opt, epochs=200, batch_size=32, evaluate_on={"valid": data},
                   early_stopping={"split": "valid", "patience": 3})
     stopped = h.attrs["stopped_at_step"]
@@ -121,7 +121,7 @@ def test_on_step_sees_every_step_and_stops_training_when_it_returns_true():
 def test_fit_refuses_bad_lengths():
     data = toy_problem(64)
     net = models.mlp((20, 3))
-    opt = optim.FamilySGD(net.parameters(), 1, lr=0.1)
+    opt = optim.FamilyOptimizer(net.parameters(), 1, lr=0.1)
     with pytest.raises(ValueError, match="> 0"):
         repro.fit(net, data, opt, epochs=0)
     with pytest.raises(ValueError, match="exactly one"):
@@ -143,3 +143,39 @@ def test_clipped_loss_only_changes_extreme_probabilities():
     clipped = engine.clipped_cross_entropy(1e-6)(logits, y)
     assert clipped[0].item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
     assert clipped[1].item() == pytest.approx(-torch.log(torch.tensor(1e-6, dtype=torch.float64)).item())
+
+
+def test_per_member_repeats_a_number_and_checks_the_count():
+    like = torch.zeros(2, dtype=torch.float32)
+    assert torch.equal(optim.per_member(0.5, 3, "lr", like), torch.full((3,), 0.5))
+    assert optim.per_member([1, 2], 2, "lr").dtype == torch.float64
+    assert torch.equal(optim.per_member(torch.tensor([0.1, 0.2]), 2, "lr", like), torch.tensor([0.1, 0.2]))
+    with pytest.raises(ValueError, match="lr: expected one value or 3 values"):
+        optim.per_member([0.1, 0.2], 3, "lr")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_torch_rule_updates_large_parameters_block_by_block_with_the_same_bits(monkeypatch, dtype):
+    """The block-by-block update (CPU) is the whole-tensor update: same operations, same bits."""
+    g = torch.Generator().manual_seed(0)
+    fam = models.MLPFamily((40, 30, 5), "relu", n_members=3, dtype=dtype).initialize("glorot", [0, 1, 2])
+    raw = torch.randn(3, 17, 11, generator=g, dtype=dtype)  # member-first layout: blocks along members
+    grads = [[torch.randn(p.shape, generator=g, dtype=dtype) for p in list(fam.parameters()) + [raw]] for _ in range(4)]
+    finals = []
+    for block_bytes in (1 << 30, 256):  # one block; blocks of 256 bytes
+        monkeypatch.setattr(optim, "_BLOCK_BYTES", block_bytes)
+        optim._block_plan.cache_clear()
+        params = [p.detach().clone().requires_grad_() for p in list(fam.parameters()) + [raw]]
+        opt = optim.FamilyOptimizer(params, 3, lr=[0.1, 0.05, 0.2], momentum=[0.9, 0.0, 0.5],
+                                    weight_decay=[1e-3, 0.0, 1e-2], nesterov=True)
+        for k, step in enumerate(grads):
+            for p, grad in zip(params, step):
+                p.grad = grad
+            opt.step()
+            if k == 1:
+                opt.freeze([2])
+        finals.append(params)
+    assert len(optim._blocks(finals[1][0])) > 1 and len(optim._blocks(finals[1][-1])) > 1
+    optim._block_plan.cache_clear()
+    for a, b in zip(*finals):
+        assert torch.equal(a, b)

@@ -10,7 +10,7 @@ import torch
 import repro
 from repro import models
 from repro.chapters import purdue_hw3 as purdue
-from repro.chapters.purdue_hw3 import HandoutOptimizer
+from repro.optim import FamilyOptimizer
 
 
 def toy_family(m=2, seed=0, dims=(6, 5, 3)):
@@ -38,11 +38,11 @@ def run(model, opt, batches):
 def test_reset_momentum_and_nesterov_are_exactly_sgd(method):
     batches = toy_batches()
     net = toy_family()
-    reset = run(net, HandoutOptimizer(net.parameters(), method, lr=0.1, n_members=2, reset_state=True), batches)
+    reset = run(net, FamilyOptimizer(net.parameters(), 2, method, rule="handout", lr=0.1, reset_state=True), batches)
     net = toy_family()
-    stateful = run(net, HandoutOptimizer(net.parameters(), method, lr=0.1, n_members=2), batches)
+    stateful = run(net, FamilyOptimizer(net.parameters(), 2, method, rule="handout", lr=0.1), batches)
     sgd_net = toy_family()
-    sgd = run(sgd_net, HandoutOptimizer(sgd_net.parameters(), "sgd", lr=0.1, n_members=2), batches)
+    sgd = run(sgd_net, FamilyOptimizer(sgd_net.parameters(), 2, "sgd", rule="handout", lr=0.1), batches)
     for a, b in zip(sgd, reset):
         assert torch.equal(a, b)
     assert any(not torch.allclose(a, b) for a, b in zip(sgd, stateful)), "with state, momentum must differ from SGD"
@@ -53,7 +53,7 @@ def test_reset_adam_steps_are_lr_times_c_of_t_times_sign_of_gradient():
     assert purdue.reset_adam_scale(10) == pytest.approx(0.484, abs=1e-3)
     assert purdue.reset_adam_scale(100) == pytest.approx(0.976, abs=1e-3)
     w = torch.nn.Parameter(torch.zeros(1000, dtype=torch.float64))
-    opt = HandoutOptimizer([w], "adam", lr=1e-4, eps=1e-5, reset_state=True)
+    opt = FamilyOptimizer([w], None, "adam", rule="handout", lr=1e-4, eps=1e-5, reset_state=True)
     g = torch.Generator().manual_seed(0)
     for t in range(1, 13):
         grad = torch.randn(1000, generator=g, dtype=torch.float64).sign() * (1 + torch.rand(1000, generator=g)) * 10  # |g| >> eps
@@ -74,7 +74,7 @@ def test_stateful_adam_and_momentum_match_torch():
     ]:
         a, b = toy_family(1), toy_family(1)
         method = ours.pop("method")
-        pa = run(a, HandoutOptimizer(a.parameters(), method, n_members=1, **ours), batches)
+        pa = run(a, FamilyOptimizer(a.parameters(), 1, method, rule="handout", **ours), batches)
         pb = run(b, theirs(b.parameters()), batches)
         for x, y in zip(pa, pb):
             assert torch.allclose(x, y, rtol=1e-10, atol=1e-12), method
@@ -86,7 +86,7 @@ def test_stateful_nesterov_follows_the_handout_equations():
     x = torch.tensor([1.0, 1.0], dtype=torch.float64)
     v = torch.zeros(2, dtype=torch.float64)
     p = torch.nn.Parameter(x.clone())
-    opt = HandoutOptimizer([p], "nesterov", lr=0.05, rho=0.9)
+    opt = FamilyOptimizer([p], None, "nesterov", rule="handout", lr=0.05, rho=0.9)
     for _ in range(20):
         v = 0.9 * v - 0.05 * a @ (x + 0.9 * v)
         x = x + v
@@ -100,11 +100,11 @@ def test_family_members_with_their_own_lr_and_decay_equal_members_alone():
     batches = toy_batches()
     fam = toy_family(2)
     groups = [{"params": list(fam.weights), "weight_decay": [0.0, 0.5]}, {"params": list(fam.biases), "weight_decay": 0.0}]
-    together = run(fam, HandoutOptimizer(groups, "momentum", lr=[0.1, 0.02], n_members=2), batches)
+    together = run(fam, FamilyOptimizer(groups, 2, "momentum", rule="handout", lr=[0.1, 0.02]), batches)
     for k, (lr, wd) in enumerate([(0.1, 0.0), (0.02, 0.5)]):
         one = toy_family(2).member(k)
         g1 = [{"params": list(one.weights), "weight_decay": wd}, {"params": list(one.biases), "weight_decay": 0.0}]
-        alone = run(one, HandoutOptimizer(g1, "momentum", lr=lr, n_members=1), batches)
+        alone = run(one, FamilyOptimizer(g1, 1, "momentum", rule="handout", lr=lr), batches)
         for t, a in zip(together, alone):
             assert torch.allclose(t[k:k + 1], a, rtol=1e-10, atol=1e-12)
 
@@ -121,7 +121,7 @@ def test_as_run_l2_decays_weights_by_lambda_over_784_and_never_biases():
         assert torch.allclose(p[1], b[1] * (1 - 1e-2 * 1.0 / 784))
     for p, b in zip(net.biases, before[3:]):
         assert torch.equal(p, b)
-    assert purdue.make_optimizer(net, "as-run", "adam", [1e-4] * 2, [0.0, 1.0]).param_groups[0]["weight_decay"] == [0.0, 0.0]
+    assert purdue.make_optimizer(net, "as-run", "adam", [1e-4] * 2, [0.0, 1.0]).param_groups[0]["weight_decay"].tolist() == [0.0, 0.0]
 
 
 # ------------------------------------------------------------------ labels
@@ -179,7 +179,7 @@ def test_line_scan_interpolates_between_snapshots_and_restores_the_model():
     data = repro.Split(torch.randn(64, 6, dtype=torch.float64), torch.randint(0, 3, (64,)))
     net = toy_family(2)
     start = purdue.snapshot(net)
-    run(net, HandoutOptimizer(net.parameters(), "sgd", lr=0.5, n_members=2), toy_batches(10))
+    run(net, FamilyOptimizer(net.parameters(), 2, "sgd", rule="handout", lr=0.5), toy_batches(10))
     end = purdue.snapshot(net)
     mid = purdue.interpolate(start, end, 0.5)
     for k in start:
@@ -230,3 +230,18 @@ def test_train_setup_family_one_step_per_epoch_as_run_and_full_epochs_intended()
                                    epochs=2, curve_every=1)
     assert hi["step"].max() == 6 and hi["epoch"].max() == 2 and "minibatch" not in set(hi["split"])
     assert purdue.final_numbers(hi).loc[("intended", "a"), "epochs"] == 2
+
+
+@pytest.mark.parametrize("method", ["sgd", "momentum", "nesterov", "adam"])
+def test_handout_rule_freezes_members_and_lets_the_others_train_as_before(method):
+    batches = toy_batches(6)
+    fam, ref = toy_family(2), toy_family(2)
+    opt = FamilyOptimizer(fam.parameters(), 2, method, rule="handout", lr=[0.1, 0.05])
+    ref_opt = FamilyOptimizer(ref.parameters(), 2, method, rule="handout", lr=[0.1, 0.05])
+    run(fam, opt, batches[:2])
+    run(ref, ref_opt, batches[:2])
+    frozen = [p.detach()[1].clone() for p in fam.parameters()]
+    opt.freeze([1])
+    after, moving = run(fam, opt, batches[2:]), run(ref, ref_opt, batches[2:])
+    for a, b, f in zip(after, moving, frozen):
+        assert torch.equal(a[1], f) and torch.equal(a[0], b[0])

@@ -61,7 +61,7 @@ def test_benchmark_prints_every_figure_and_records_the_machine(tmp_path, capsys)
     assert run["sweep"]["models"] == 2 and run["lines"] == printed[:len(run["lines"])]
 
 
-def test_family_sgd_notices_momentum_and_weight_decay_changed_after_construction():
+def test_family_optimizer_notices_momentum_and_weight_decay_changed_after_construction():
     data = toy_problem()
     x, y = data.x.double(), data.y
     fam = models.mlp((20, 8, 3), dtype=torch.float64).initialize("glorot", 1)
@@ -70,7 +70,7 @@ def test_family_sgd_notices_momentum_and_weight_decay_changed_after_construction
         for lin, w, b in zip((seq[0], seq[2]), fam.weights, fam.biases):
             lin.weight.copy_(w[0].T)
             lin.bias.copy_(b[0, 0])
-    ours, ref = optim.FamilySGD(fam.parameters(), 1, lr=0.1), torch.optim.SGD(seq.parameters(), lr=0.1)
+    ours, ref = optim.FamilyOptimizer(fam.parameters(), 1, lr=0.1), torch.optim.SGD(seq.parameters(), lr=0.1)
 
     def step():
         for model, opt in ((fam, ours), (seq, ref)):
@@ -80,11 +80,11 @@ def test_family_sgd_notices_momentum_and_weight_decay_changed_after_construction
             opt.step()
 
     step()
-    ours.momentum.fill_(0.9)  # changed in place
+    ours.param_groups[0]["momentum"].fill_(0.9)  # changed in place
     ref.param_groups[0]["momentum"] = 0.9
     step()
     step()
-    ours.weight_decay = torch.full((1,), 0.01, dtype=torch.float64)  # replaced
+    ours.param_groups[0]["weight_decay"] = torch.full((1,), 0.01, dtype=torch.float64)  # replaced
     ref.param_groups[0]["weight_decay"] = 0.01
     step()
     assert fam.weights[0][0].detach().numpy() == pytest.approx(seq[0].weight.detach().T.numpy(), rel=1e-10)
@@ -161,7 +161,7 @@ def test_family_first_layer_is_stored_in_the_wide_products_layout_and_trains_bit
     assert old.weights[0].is_contiguous() and not old.weights[0].transpose(0, 1).is_contiguous()
     histories = []
     for net in (fam, old):
-        opt = optim.FamilySGD(net.parameters(), 3, lr=[0.1, 0.05, 0.2], momentum=[0.9, 0.0, 0.5], weight_decay=1e-3)
+        opt = optim.FamilyOptimizer(net.parameters(), 3, lr=[0.1, 0.05, 0.2], momentum=[0.9, 0.0, 0.5], weight_decay=1e-3)
         histories.append(repro.fit(net, data, opt, epochs=2, batch_size=32, order_seed=4, evaluate_on={"train": data}))
         assert net.weights[0].grad is None or net.weights[0].grad.stride() == net.weights[0].stride()
     pd.testing.assert_frame_equal(histories[0].drop(columns="seconds"), histories[1].drop(columns="seconds"),
@@ -195,7 +195,7 @@ def test_full_estimate_slices_every_fit_and_extrapolates_to_the_planned_length(t
 
     def run():
         net = models.mlp((20, 8, 3)).initialize("glorot", 0)
-        return sweep.fit(net, data, optim.FamilySGD(net.parameters(), 1, lr=0.1), epochs=40, batch_size=32,
+        return sweep.fit(net, data, optim.FamilyOptimizer(net.parameters(), 1, lr=0.1), epochs=40, batch_size=32,
                          evaluate_on={"train": data, "valid": data}, eval_at_start=True, record_running_loss=True)
     real = run()
     uninstall = estimate.install(str(log), slice_seconds=0.05)

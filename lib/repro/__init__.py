@@ -12,7 +12,7 @@ from .parameters import setup
 from .data import Dataset, MissingDataError, Split, load_cifar10, load_mnist
 from .engine import clipped_cross_entropy, cross_entropy, evaluate, fit, predict
 from .models import MLPFamily, count_parameters, mlp, mlp_parameter_count
-from .optim import FamilySGD
+from .optim import FamilyOptimizer
 from .report import Row, compare, comparison_table, write_summary
 
 __all__ = [
@@ -22,5 +22,5 @@ __all__ = [
     "Dataset", "MissingDataError", "Split", "load_cifar10", "load_mnist",
     "clipped_cross_entropy", "cross_entropy", "evaluate", "fit", "predict",
     "MLPFamily", "count_parameters", "mlp", "mlp_parameter_count",
-    "FamilySGD", "Row", "compare", "comparison_table", "write_summary",
+    "FamilyOptimizer", "Row", "compare", "comparison_table", "write_summary",
 ]

@@ -20,7 +20,7 @@ from . import store
 from .data import Split
 from .engine import cross_entropy, fit
 from .models import MLPFamily
-from .optim import FamilySGD
+from .optim import FamilyOptimizer
 
 # Keys that may differ between members of one family; every other key must be shared.
 MEMBER_KEYS = ("lr", "momentum", "weight_decay", "init", "seed", "activation", "normal_std", "label")
@@ -54,8 +54,8 @@ def train_family(configs: Sequence[dict], train: Split, evaluate_on: dict[str, S
                      normal_std=[c["normal_std"] for c in configs], bias=bias)
     model = model.to(device)
     model._groups = {a: idx.to(device) for a, idx in model._groups.items()}
-    opt = FamilySGD(model.parameters(), len(configs), lr=[c["lr"] for c in configs],
-                    momentum=[c["momentum"] for c in configs], weight_decay=[c["weight_decay"] for c in configs])
+    opt = FamilyOptimizer(model.parameters(), len(configs), lr=[c["lr"] for c in configs],
+                          momentum=[c["momentum"] for c in configs], weight_decay=[c["weight_decay"] for c in configs])
     cast = (lambda s: Split(s.x.to(dtype), s.y)) if dtype != train.x.dtype else (lambda s: s)
     if on_start is not None:
         on_start(model)

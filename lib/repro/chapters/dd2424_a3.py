@@ -35,16 +35,10 @@ from .. import gradcheck, store
 from ..config import check_choice
 from ..data import Split
 from ..engine import fit
+from ..optim import per_member
 
 SOFTMAX_SHIFTS = ("global", "row")
 INIT_STDS = ("xavier", "he")
-
-
-def _per_member(value, m: int, name: str) -> torch.Tensor:
-    values = list(value) if isinstance(value, (Sequence, np.ndarray, torch.Tensor)) else [value] * m
-    if len(values) != m:
-        raise ValueError(f"{name}: expected one value or {m} values, got {len(values)}")
-    return torch.tensor([float(v) for v in values], dtype=torch.float64)
 
 
 def bn_backward(g: torch.Tensor, centred: torch.Tensor, inv_std: torch.Tensor) -> torch.Tensor:
@@ -92,9 +86,9 @@ class BNNetFamily(nn.Module):
             self.register_buffer(f"mean{l}", torch.zeros(m, 1, units, **kw))
             self.register_buffer(f"var{l}", torch.ones(m, 1, units, **kw))
         self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool, device=device))
-        self.register_buffer("eta", _per_member(eta, m, "eta").to(**kw))
-        self.register_buffer("lam", _per_member(lam, m, "lam").to(**kw))
-        self.register_buffer("rho", _per_member(rho, m, "rho").to(**kw))
+        self.register_buffer("eta", per_member(eta, m, "eta").to(**kw))
+        self.register_buffer("lam", per_member(lam, m, "lam").to(**kw))
+        self.register_buffer("rho", per_member(rho, m, "rho").to(**kw))
 
     # ------------------------------------------------------------------ parameters
     @property
