@@ -94,7 +94,7 @@ def test_on_step_sees_every_step_and_stops_training_when_it_returns_true():
 
     def run(on_step=None, steps=10):
         fam = models.MLPFamily((20, 16, 3), "relu", n_members=2).initialize("glorot", [0, 1])
-        opt = optim.FamilySGD(fam.parameters(), 2, lr=0.1)
+        opt = optim.FamilyOptimizer(fam.parameters(), 2, lr=0.1)
         h = repro.fit(fam, data, opt, steps=steps, batch_size=32, evaluate_on={"train": data}, on_step=on_step)
         return fam, h.drop(columns="seconds")
 
