@@ -528,16 +528,11 @@ def add(chapters: list[str], profile: str = "full", cache_dir: Path | None = Non
     return added
 
 
-def adopt_partial(entry: Path) -> bool:
+def adopt_partial(entry: Path) -> None:
     """Drop the ``partial_run`` mark of a stored entry that a complete full run has used."""
-    side_path = entry.with_suffix(".json")
-    if not side_path.exists():
-        return False
-    side = json.loads(side_path.read_text())
-    if not side.pop("partial_run", False):
-        return False
-    side_path.write_text(json.dumps(side, indent=1, default=str))
-    return True
+    side = read_sidecar(entry)
+    if side.pop("partial_run", False):
+        entry.with_suffix(".json").write_text(json.dumps(side, indent=1, default=str))
 
 
 def add_from_cache(chapters: list[str], cache_dir: Path | None = None, root: Path | None = None) -> list[Path]:
