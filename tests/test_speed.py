@@ -145,20 +145,21 @@ def test_book_timing_runs_make_chapters_cold_then_warm_on_a_fresh_cache(tmp_path
 
 
 def test_family_first_layer_is_stored_in_the_wide_products_layout_and_trains_bit_for_bit_as_before():
-    """Issue 17: the wide (in, M*out) matrix is a view of the parameter, its gradient lands in the
-    parameter's own layout (no copy on accumulation), and training gives exactly the numbers of
-    the old member-first storage (same products, same update)."""
+    """Issue 17: the first layer of a float32 family is stored (M, out, in), so the wide product
+    reads a view of the parameter and its gradient lands in the parameter's own layout (no copy on
+    accumulation); training gives exactly the numbers of the member-first storage (under the
+    tests' pinned MKL path the transposed operand changes no bit)."""
     data = toy_problem(96)
     fam = models.MLPFamily((20, 8, 5, 3), ["relu", "tanh", "sigmoid"]).initialize("glorot", [0, 1, 2])
     w = fam.weights[0]
-    assert w.shape == (3, 20, 8) and w.transpose(0, 1).is_contiguous()
+    assert w.shape == (3, 20, 8) and w.transpose(1, 2).is_contiguous()
+    assert all(v.is_contiguous() for v in list(fam.weights)[1:])  # the batched layers: (M, in, out)
     assert models._wide(w).data_ptr() == w.data_ptr() and models._wide(w)._base is not None  # a view
     old = models.MLPFamily((20, 8, 5, 3), ["relu", "tanh", "sigmoid"])
     with torch.no_grad():
-        old.weights[0].data = fam.weights[0].detach().contiguous()  # member-first, as stored before
+        old.weights[0].data = fam.weights[0].detach().contiguous()  # member-first (M, in, out)
         for dst, src in zip(list(old.weights)[1:] + list(old.biases), list(fam.weights)[1:] + list(fam.biases)):
             dst.copy_(src)
-    assert old.weights[0].is_contiguous() and not old.weights[0].transpose(0, 1).is_contiguous()
     histories = []
     for net in (fam, old):
         opt = optim.FamilyOptimizer(net.parameters(), 3, lr=[0.1, 0.05, 0.2], momentum=[0.9, 0.0, 0.5], weight_decay=1e-3)
@@ -171,7 +172,32 @@ def test_family_first_layer_is_stored_in_the_wide_products_layout_and_trains_bit
     one = fam.member(1)
     assert torch.equal(one.weights[0][0], fam.weights[0][1])
     fam.load_state_dict({k: v.clone() for k, v in fam.state_dict().items()})
-    assert fam.weights[0].transpose(0, 1).is_contiguous()
+    assert fam.weights[0].transpose(1, 2).is_contiguous()
+    # per-member batches (M, B, in): the batched product's gradient lands in place too
+    fam.zero_grad(set_to_none=True)
+    x = torch.randn(3, 16, 20)
+    torch.nn.functional.cross_entropy(fam(x).reshape(-1, 3), torch.randint(0, 3, (48,))).backward()
+    assert fam.weights[0].grad.stride() == fam.weights[0].stride()
+    torch.testing.assert_close(fam(x), torch.cat([fam.member(k)(x[k:k + 1]) for k in range(3)]))
+    # float64 families (exact-arithmetic replications) keep the input-major (in, M, out) layout
+    f64 = models.MLPFamily((20, 8, 3), "relu", n_members=3, dtype=torch.float64)
+    assert f64.weights[0].transpose(0, 1).is_contiguous()
+
+
+def test_a_single_net_stores_contiguous_in_out_matrices():
+    """A family of one (repro.mlp): every weights[i][0] is a contiguous (in, out) matrix (what the
+    gradient checks perturb through a flat view), and its gradient keeps that layout."""
+    net = models.mlp((20, 8, 5, 3), activation="tanh", dtype=torch.float64).initialize("glorot", 0)
+    assert all(w[0].is_contiguous() for w in net.weights)
+    x = torch.randn(16, 20, dtype=torch.float64)
+    logits = net(x)
+    expected = x
+    for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+        expected = expected @ w[0] + b[0]
+        expected = torch.tanh(expected) if i < 2 else expected
+    torch.testing.assert_close(logits[0], expected)
+    torch.nn.functional.cross_entropy(logits[0], torch.tensor([0, 1, 2, 0] * 4)).backward()
+    assert all(w.grad.stride() == w.stride() for w in net.weights)
 
 
 def test_family_gradient_is_accumulated_without_a_copy():

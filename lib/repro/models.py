@@ -7,11 +7,25 @@ MLP is simply a family of one. Each member keeps its own initialization and acti
 
 Weights are indexed (member, in, out) - member k's matrix ``weights[i][k]`` is in the (in, out)
 layout of the reports' numpy code, so that "W2[0, 0:10]" means what the reports mean. In memory
-the first layer is stored input-major, (in, member, out): with a batch shared by all members its
-forward pass is ONE matrix product x (B, in) @ W (in, M*out) read straight from the parameter,
-and autograd's weight gradient x^T @ dh lands in that same layout - nothing is re-laid out per
-step. The later layers (small, run as batched products on per-member activations) are stored
-member-first, the layout their batched gradients have.
+each weight is stored in the layout its matrix product reads, so nothing is re-laid out per step:
+
+- the first layer of a float32 family (M > 1) is stored member-first and output-major,
+  (M, out, in): one (M*out, in) matrix, ``nn.Linear``'s layout. A batch shared by all members runs
+  through it as ONE product x (B, in) @ W (in, M*out), W read transposed straight from the
+  parameter, and autograd takes the weight gradient as dh^T @ x, in the parameter's own layout.
+  Stored (in, M*out) instead (as before issue 17), the forward product is about as fast, but the
+  weight gradient is taken as x^T @ dh, which MKL ran 1.3-2x slower for the 50-member sweep's
+  shapes on this CPU. In float32 the two layouts gave the same bits in every shape tried under the
+  tests' pinned MKL path (MKL_CBWR=AVX2), so the float32 goldens do not move;
+- a single net and every float64 family keep the first layer input-major, (in, M, out) - for
+  M = 1 a contiguous (in, out) matrix, which the gradient checks perturb through a flat view. In
+  float64 MKL's products of the two layouts differ in the last bits (the reports' exact-arithmetic
+  replications, whose goldens pin every digit), and the speed is the same;
+- the later layers (small, run as batched products on per-member activations) are stored
+  member-first, (M, in, out), the layout their batched gradients have.
+
+With per-member batches (M, B, in) the first layer's batched product reads the output-major
+weight transposed as well (same float32 bits), and its gradient comes out in the same layout.
 """
 from __future__ import annotations
 
@@ -58,7 +72,7 @@ class MLPFamily(nn.Module):
         self.n_members = len(self.activations)
         m = self.n_members
         self.weights = nn.ParameterList(
-            nn.Parameter(_zeros_weight(m, a, b, input_major=i == 0, dtype=dtype, device=device))
+            nn.Parameter(_zeros_weight(m, a, b, _layout(i, m, dtype), dtype=dtype, device=device))
             for i, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:])))
         self.biases = nn.ParameterList(
             nn.Parameter(torch.zeros(m, 1, b, dtype=dtype, device=device)) for b in self.dims[1:])
@@ -82,8 +96,8 @@ class MLPFamily(nn.Module):
         n_layers = len(self.weights)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             if x.dim() == 2:
-                # Shared input: one wide GEMM (B, in) @ (in, M*out) beats M small ones. The first
-                # layer is stored (in, M, out), so the (in, M*out) matrix is a view, not a copy.
+                # Shared input: one wide GEMM (B, in) @ (in, M*out) beats M small ones. The (in, M*out)
+                # matrix is a view of the first layer's weight (stored (M*out, in) or (in, M*out)).
                 h = (x @ _wide(w)).view(x.shape[0], m, -1).transpose(0, 1) + b
             else:
                 h = torch.baddbmm(b, x, w)
@@ -145,15 +159,25 @@ class MLPFamily(nn.Module):
         return one
 
 
-def _zeros_weight(m: int, fan_in: int, fan_out: int, *, input_major: bool, dtype, device) -> torch.Tensor:
-    """A zero (m, fan_in, fan_out) weight; stored (fan_in, m, fan_out) in memory when ``input_major``."""
-    if input_major:
+def _layout(layer: int, m: int, dtype) -> str:
+    """How layer ``layer``'s (m, in, out) weight is stored (see the module docstring)."""
+    if layer > 0:
+        return "member_first"  # (m, in, out)
+    return "out_major" if m > 1 and dtype == torch.float32 else "input_major"  # (m, out, in) / (in, m, out)
+
+
+def _zeros_weight(m: int, fan_in: int, fan_out: int, layout: str, *, dtype, device) -> torch.Tensor:
+    """A zero (m, fan_in, fan_out) weight stored in memory as ``layout`` says."""
+    if layout == "out_major":
+        return torch.zeros(m, fan_out, fan_in, dtype=dtype, device=device).transpose(1, 2)
+    if layout == "input_major":
         return torch.zeros(fan_in, m, fan_out, dtype=dtype, device=device).transpose(0, 1)
     return torch.zeros(m, fan_in, fan_out, dtype=dtype, device=device)
 
 
 def _wide(w: torch.Tensor) -> torch.Tensor:
-    """The (in, M*out) matrix of all members of a (M, in, out) weight: a view when stored input-major."""
+    """The (in, M*out) matrix of all members of a (M, in, out) weight: a view when the weight is
+    stored output-major (M, out, in) (the transpose of one (M*out, in) matrix) or input-major."""
     return w.transpose(0, 1).reshape(w.shape[1], -1)
 
 
